@@ -1,0 +1,1 @@
+"""Unsupervised semantic segmentation: PiCIE and the methods it is compared to."""

@@ -1,0 +1,42 @@
+"""Model files and resumable training state, read back with weights_only=True."""
+import hashlib
+import json
+
+import torch
+
+from lib.io import atomic_path
+from lib.models import build_model
+
+TRAIN_KEYS = ("seed", "data", "model", "aug", "loss", "cluster", "train")
+
+
+def config_hash(params_dict):
+    """Hash of everything training depends on: a checkpoint resumes only into the same run."""
+    sub = {k: params_dict[k] for k in TRAIN_KEYS}
+    return hashlib.sha256(json.dumps(sub, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def save(obj, path):
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def save_model(model, path, params_dict):
+    save({"state_dict": model.state_dict(), "backbone": model.backbone_name, "dim": model.dim,
+          "params": json.dumps(params_dict)}, path)
+
+
+def load_model(path, device="cpu"):
+    """Rebuild a trained network from its file (no ImageNet weights are re-read)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_model(ckpt["backbone"], weights="", dim=ckpt["dim"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval(), json.loads(ckpt["params"])
+
+
+def file_digest(path):
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,42 @@
+"""What every stage script shares: one-line errors, device choice, seeding."""
+import functools
+import random
+import sys
+
+import numpy as np
+import torch
+
+from lib.config import ParamsError
+from lib.data.base import DataError
+from lib.models.backbones import WeightsError
+
+USER_ERRORS = (ParamsError, DataError, WeightsError, FloatingPointError)
+
+
+def user_errors(fn):
+    """Turn bad input into one clear line on stderr and exit status 1, not a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+
+    return wrapper
+
+
+def pick_device(name):
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ParamsError("train.device is 'cuda' but no CUDA device is available (use 'auto' or 'cpu')")
+    return torch.device(name)
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)

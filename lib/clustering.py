@@ -1,0 +1,62 @@
+"""k-means and nearest-centroid assignment on pixel features.
+
+faiss on the CPU (and faiss-gpu when it sees a GPU); a plain torch k-means
+on CUDA tensors when faiss has no GPU support, so the GPU path never copies
+millions of vectors back to the host. Memory stays bounded because callers
+pass a bounded sample (`cluster.max_points`), never a whole dataset.
+"""
+import numpy as np
+import torch
+
+try:
+    import faiss
+except ImportError:  # pragma: no cover - faiss is in requirements.txt
+    faiss = None
+
+
+def _kmeans_torch(x, k, niter, seed):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    idx = torch.randperm(x.shape[0], generator=g)[:k].to(x.device)
+    mu = x[idx].clone()
+    for _ in range(niter):
+        labels = assign(x, mu)
+        sums = torch.zeros_like(mu).index_add_(0, labels, x)
+        counts = torch.bincount(labels, minlength=k).to(x.dtype)
+        empty = counts == 0
+        mu = torch.where(empty[:, None], mu, sums / counts.clamp(min=1)[:, None])
+        if empty.any():  # re-seed empty clusters on random points, as faiss does
+            re = torch.randint(0, x.shape[0], (int(empty.sum()),), generator=g).to(x.device)
+            mu[empty] = x[re]
+    return mu
+
+
+def kmeans(x, k, niter=20, seed=0):
+    """Centroids (k, d) of the rows of x (n, d); returns a tensor on x's device."""
+    if x.shape[0] < k:
+        raise ValueError(f"k-means: {x.shape[0]} points cannot make {k} clusters")
+    x = x.float()
+    if faiss is not None and (x.device.type == "cpu" or faiss.get_num_gpus() > 0):
+        xs = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        km = faiss.Kmeans(xs.shape[1], k, niter=niter, seed=seed, gpu=x.device.type == "cuda",
+                          max_points_per_centroid=max(256, xs.shape[0] // k + 1), verbose=False)
+        km.train(xs)
+        return torch.from_numpy(km.centroids.copy()).to(x.device)
+    return _kmeans_torch(x, k, niter, seed)
+
+
+def assign(x, mu, chunk=65536):
+    """Index of the nearest centroid (squared Euclidean) for each row of x."""
+    out = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
+    mu = mu.to(x)
+    mu_sq = (mu * mu).sum(1)
+    for i in range(0, x.shape[0], chunk):
+        xc = x[i:i + chunk]
+        out[i:i + chunk] = (mu_sq[None] - 2 * xc @ mu.T).argmin(1)
+    return out
+
+
+def neg_sq_distance(z, mu):
+    """-||z - mu_k||^2 for features z (B, d, h, w) -> (B, k, h, w); a score map for argmax."""
+    mu = mu.to(z)
+    return 2 * torch.einsum("bdhw,kd->bkhw", z, mu) - (mu * mu).sum(1).view(1, -1, 1, 1) \
+        - (z * z).sum(1, keepdim=True)

@@ -1,0 +1,38 @@
+"""The PiCIE clustering loss (Eq. 5), its cluster-balance weights and Eq. 15's lambdas."""
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def prototype_scores(z, mu):
+    """-d(z, mu_k) with d the cosine distance (Eq. 5): (B, d, h, w), (K, d) -> (B, K, h, w)."""
+    return torch.einsum("bdhw,kd->bkhw", F.normalize(z, dim=1), F.normalize(mu.to(z), dim=1)) - 1.0
+
+
+def cluster_loss(scores, labels, weight=None):
+    """Cross-entropy of pseudo-labels under the scores (Eq. 5), optionally class-weighted.
+
+    With weights, the mean is weighted (sum w_y * l / sum w_y), so a batch's
+    loss keeps the scale of the unweighted loss.
+    """
+    return F.cross_entropy(scores, labels, weight=None if weight is None else weight.to(scores))
+
+
+def balance_weights(counts):
+    """Per-cluster weights that counter cluster-size imbalance: rare clusters weigh more.
+
+    w_k is proportional to 1 / (n_k + 1) (the +1 keeps an empty cluster finite),
+    scaled so that the average weight over the clustered pixels is 1. The
+    authors' code used weights proportional to n_k, which amplifies the
+    imbalance it meant to counter (PiCIE issue 28).
+    """
+    counts = counts.float()
+    w = 1.0 / (counts + 1.0)
+    return w * counts.sum() / (w * counts).sum().clamp(min=1e-12)
+
+
+def overcluster_lambdas(k1, k2):
+    """Eq. 15: lambda_K1 = log K2 / (log K1 + log K2), lambda_K2 = log K1 / (...)."""
+    a, b = math.log(k1), math.log(k2)
+    return b / (a + b), a / (a + b)

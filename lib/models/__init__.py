@@ -1,0 +1,3 @@
+from lib.models.fpn import SegmentationNet, build_model
+
+__all__ = ["SegmentationNet", "build_model"]

@@ -1,0 +1,22 @@
+"""Stage `prepare`: build the dataset named by data.name into data/prepared."""
+import typer
+
+from lib.cli import user_errors
+from lib.config import load_params
+from lib.data import Prepared, pixel_stats, prepare
+from lib.io import atomic_dir, write_json
+
+
+@user_errors
+def main(out: str = "data/prepared", metrics: str = "metrics/prepare.json", params: str = "params.yaml"):
+    p = load_params(params)
+    with atomic_dir(out) as tmp:
+        meta = prepare(p, tmp)
+    stats = pixel_stats(Prepared(out))
+    write_json(metrics, stats)
+    print(f"prepared {meta['name']}: {meta['splits']} images at {meta['res']} px, "
+          f"{len(meta['classes'])} classes -> {out}")
+
+
+if __name__ == "__main__":
+    typer.run(main)

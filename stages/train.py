@@ -1,0 +1,83 @@
+"""Stage `train`: PiCIE training (Algorithm 1) -> models/model.pt.
+
+Resume: an interrupted run leaves runs/train_checkpoint.pt (outside DVC's
+outputs, which DVC deletes before a stage runs); the next `dvc repro` with the
+same training params continues from the last finished epoch.
+"""
+import json
+import time
+from pathlib import Path
+
+import torch
+import typer
+import yaml
+from dvclive import Live
+
+from lib.checkpoint import config_hash, save, save_model
+from lib.cli import pick_device, seed_everything, user_errors
+from lib.config import as_dict, load_params
+from lib.data import Prepared
+from lib.io import write_json
+from lib.models import build_model
+from lib.picie import train_one_epoch
+
+
+@user_errors
+def main(data: str = "data/prepared", out: str = "models/model.pt", metrics: str = "metrics/train.json",
+         live_dir: str = "reports/train", checkpoint: str = "runs/train_checkpoint.pt",
+         params: str = "params.yaml"):
+    p = load_params(params)
+    pd = as_dict(p)
+    print("config:\n" + yaml.safe_dump(pd, sort_keys=False), flush=True)
+    device = pick_device(p.train.device)
+    g = seed_everything(p.seed)
+    images = Prepared(data).images("train")
+    model = build_model(p.model.backbone, p.model.weights, p.model.dim).to(device)
+    params_list = list(model.parameters())
+    optimizer = torch.optim.Adam(params_list, lr=p.train.lr) if params_list else None
+    print(f"{len(images)} training images, {sum(x.numel() for x in params_list) / 1e6:.2f}M parameters, "
+          f"device {device}", flush=True)
+
+    start, history = 0, []
+    key = config_hash(pd)
+    ckpt_path = Path(checkpoint)
+    if ckpt_path.is_file() and p.train.epochs > 0:
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if state["config"] == key and state["epoch"] < p.train.epochs:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            g.set_state(state["generator"])
+            start, history = state["epoch"], json.loads(state["history"])
+            print(f"resuming from {ckpt_path} after epoch {start}", flush=True)
+
+    with Live(live_dir, dvcyaml=None, save_dvc_exp=False, resume=start > 0) as live:
+        for epoch in range(start, p.train.epochs):
+            t = time.perf_counter()
+            stats, times = train_one_epoch(model, images, optimizer, p, g, device, epoch)
+            history.append({**stats, **{f"time_{k}": v for k, v in times.items()}})
+            for name, v in stats.items():
+                live.log_metric(f"train/{name}", v)
+            live.log_metric("time/epoch_s", times["total"])
+            live.log_metric("time/outside_ratio", times["outside_ratio"])
+            live.next_step()
+            print(f"epoch {epoch + 1}/{p.train.epochs} loss {stats['loss']:.4f} "
+                  f"({time.perf_counter() - t:.1f}s, cluster {times['cluster']:.1f}s, "
+                  f"train {times['train']:.1f}s, outside/inside {times['outside_ratio']:.2f})", flush=True)
+            save({"config": key, "epoch": epoch + 1, "model": model.state_dict(),
+                  "optimizer": optimizer.state_dict(), "generator": g.get_state(),
+                  "history": json.dumps(history)}, ckpt_path)
+
+    save_model(model, out, pd)
+    summary = {"epochs": p.train.epochs}
+    if history:
+        last = history[-1]
+        summary.update({"final_loss": round(last["loss"], 5),
+                        "epoch_time_s": round(sum(h["time_total"] for h in history) / len(history), 2),
+                        "outside_ratio": round(sum(h["time_outside_ratio"] for h in history) / len(history), 4)})
+    write_json(metrics, summary)
+    ckpt_path.unlink(missing_ok=True)
+    print(f"saved {out}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
