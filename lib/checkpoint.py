@@ -1,11 +1,13 @@
 """Model files and resumable training state, read back with weights_only=True."""
 import hashlib
 import json
+import pickle
 
 import torch
 
 from lib.io import atomic_path
 from lib.models import build_model
+from lib.models.backbones import WeightsError
 
 TRAIN_KEYS = ("seed", "data", "model", "aug", "loss", "cluster", "train")
 
@@ -28,9 +30,14 @@ def save_model(model, path, params_dict):
 
 def load_model(path, device="cpu"):
     """Rebuild a trained network from its file (no ImageNet weights are re-read)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(ckpt["backbone"], weights="", dim=ckpt["dim"])
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        model = build_model(ckpt["backbone"], weights="", dim=ckpt["dim"])
+        model.load_state_dict(ckpt["state_dict"])
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: model file not found; run the train stage first") from None
+    except (RuntimeError, KeyError, pickle.UnpicklingError) as e:
+        raise WeightsError(f"{path}: not a model file of this version of the code ({str(e).splitlines()[0]})") from None
     return model.to(device).eval(), json.loads(ckpt["params"])
 
 

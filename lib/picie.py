@@ -35,7 +35,7 @@ from lib.transforms import apply_geometric, photometric, sample_geometric
 
 def to_tensor(images, device):
     """uint8 (B, H, W, 3) numpy -> float (B, 3, H, W) in [0, 1] on device."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device, non_blocking=True)
+    x = torch.from_numpy(np.array(images, copy=True)).to(device, non_blocking=True)
     return x.permute(0, 3, 1, 2).float().div_(255)
 
 
@@ -206,7 +206,7 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch, log=None):
         for key, v in parts.items():
             sums[key] = sums.get(key, 0.0) + float(v)
         steps += 1
-        bar.set_postfix(loss=f"{float(loss):.3f}")
+        bar.set_postfix(loss=f"{parts['loss']:.3f}")
         if log is not None:
             log(float(loss))
     stats = {key: v / max(steps, 1) for key, v in sums.items()}

@@ -14,26 +14,22 @@ STRIDE = 4
 
 
 class FPN(nn.Module):
+    """Top-down pathway with 1x1 lateral connections, as in the authors' FPN decoder.
+
+    No 3x3 smoothing convolutions: at stride 4 a 128 -> 128 3x3 conv costs
+    several times the whole EfficientNet trunk, and PiCIE's decoder has none.
+    """
+
     def __init__(self, in_channels, dim):
         super().__init__()
         self.lateral = nn.ModuleList(nn.Conv2d(c, dim, 1) for c in in_channels)
-        # Panoptic-FPN style fusion: every level is brought to stride 4 and summed,
-        # so coarse (semantic) and fine (boundary) levels both reach each pixel.
-        self.smooth = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1, bias=False), nn.BatchNorm2d(dim), nn.ReLU(inplace=True))
-            for _ in in_channels
-        )
-        self.head = nn.Conv2d(dim, dim, 1)
 
     def forward(self, feats):
-        top = None
-        fused = 0
-        for i in reversed(range(len(feats))):
+        top = self.lateral[-1](feats[-1])
+        for i in reversed(range(len(feats) - 1)):
             lat = self.lateral[i](feats[i])
-            top = lat if top is None else lat + F.interpolate(top, size=lat.shape[-2:], mode="nearest")
-            level = self.smooth[i](top)
-            fused = fused + F.interpolate(level, size=feats[0].shape[-2:], mode="bilinear", align_corners=False)
-        return self.head(fused)
+            top = lat + F.interpolate(top, size=lat.shape[-2:], mode="bilinear", align_corners=False)
+        return top
 
 
 class SegmentationNet(nn.Module):

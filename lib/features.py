@@ -1,0 +1,27 @@
+"""Pixel features of a trained network, in batches, for the dump/cluster/evaluate stages."""
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lib.picie import to_tensor
+
+
+@torch.no_grad()
+def iter_features(model, images, batch_size, device, desc="features"):
+    """Yield (start index, features (B, d, h, w) float32 on CPU) over images (N, H, W, 3) uint8."""
+    model.eval()
+    for i in tqdm(range(0, len(images), batch_size), desc=desc, leave=False):
+        yield i, model(to_tensor(images[i:i + batch_size], device)).float().cpu()
+
+
+def sample_pixel_index(n_images, h, w, n_points, seed):
+    """A seeded, image-balanced sample of (image, y, x) pixel positions, sorted by image."""
+    rng = np.random.default_rng(seed)
+    per_image = np.full(n_images, n_points // n_images)
+    per_image[rng.permutation(n_images)[: n_points % n_images]] += 1
+    per_image = np.minimum(per_image, h * w)
+    rows = []
+    for i, m in enumerate(per_image):
+        flat = rng.choice(h * w, size=m, replace=False)
+        rows.append(np.stack([np.full(m, i), flat // w, flat % w], 1))
+    return np.concatenate(rows).astype(np.int32)

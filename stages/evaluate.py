@@ -1,0 +1,67 @@
+"""Stage `evaluate`: assign validation pixels to the centroids and score them.
+
+As the authors did: scores -||z - mu_k||^2 at feature resolution, bilinearly
+upsampled to the label size, argmax, a (class x cluster) histogram, Hungarian
+matching, pixel accuracy and mIoU, and the same on the things and stuff
+partitions. Without labels, only the predictions are written.
+"""
+import json
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+import typer
+
+from lib.cli import user_errors
+from lib.clustering import neg_sq_distance
+from lib.config import load_params
+from lib.data import Prepared
+from lib.io import atomic_path, write_json
+from lib.metrics import evaluate_histogram, histogram
+from lib.report import plot_confusion
+
+
+@user_errors
+def main(data: str = "data/prepared", features: str = "features/features.h5",
+         centroids: str = "models/centroids.npy", metrics: str = "metrics/eval.json",
+         details: str = "results/evaluation.json", predictions: str = "results/predictions.npy",
+         confusion_png: str = "reports/confusion.png", params: str = "params.yaml"):
+    p = load_params(params)
+    prepared = Prepared(data)
+    mu = torch.from_numpy(np.load(centroids))
+    k = len(mu)
+    labels = prepared.labels("val")
+    n_classes = len(prepared.classes)
+    hist = np.zeros((max(n_classes, 1), k), dtype=np.int64)
+    with h5py.File(features, "r") as f, atomic_path(predictions) as tmp:
+        vf = f["val/features"]
+        res = prepared.meta["res"]
+        preds = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(vf), res, res))
+        for i in range(0, len(vf), 64):
+            z = torch.from_numpy(vf[i:i + 64].astype(np.float32))
+            s = F.interpolate(neg_sq_distance(z, mu), size=(res, res), mode="bilinear", align_corners=False)
+            preds[i:i + len(z)] = s.argmax(1).numpy().astype(np.uint8)
+            if labels is not None and n_classes:
+                hist += histogram(labels[i:i + len(z)], preds[i:i + len(z)], n_classes, k)
+        preds.flush()
+        del preds
+
+    out = {"val_images": int(prepared.meta["splits"]["val"])}
+    detail = {"classes": prepared.classes, "k": k, "labelled": labels is not None and n_classes > 0}
+    if detail["labelled"]:
+        scored, mapping, conf = evaluate_histogram(hist, prepared.classes, prepared.things, prepared.stuff)
+        out.update(scored)
+        detail.update(mapping=mapping.tolist(), confusion=conf.tolist(), things=prepared.things,
+                      stuff=prepared.stuff, metrics=scored)
+        plot_confusion(conf, prepared.classes, confusion_png)
+        print(f"acc {out['acc']:.2f}  mIoU {out['miou']:.2f}  ({out['val_images']} validation images)")
+    else:
+        plot_confusion(None, [], confusion_png)
+        print("no labels: predictions written, nothing scored")
+    write_json(details, detail)
+    write_json(metrics, out)
+
+
+if __name__ == "__main__":
+    typer.run(main)
