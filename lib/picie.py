@@ -100,6 +100,9 @@ def cluster_pass(model, images, p, g, device, epoch):
         feats1.append(_sample_pixels(z1, per_image, g))
         feats2.append(_sample_pixels(z2, per_image, g))
     x1, x2 = torch.cat(feats1), torch.cat(feats2)
+    if not (torch.isfinite(x1).all() and torch.isfinite(x2).all()):
+        raise FloatingPointError(f"non-finite features in the clustering pass of epoch {epoch}: stopping "
+                                 "(the network diverged; lower train.lr?)")
     levels = []
     for k in [p.cluster.k] + ([p.cluster.k_over] if p.cluster.k_over else []):
         seed = p.seed * 1000 + epoch

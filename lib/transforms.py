@@ -87,7 +87,7 @@ def photometric(x, g):
     sigma = _uniform(n, *BLUR_SIGMA, g)
     if blur.any():
         idx = blur.nonzero().squeeze(1).to(dev)
-        x[idx] = gaussian_blur(x[idx], sigma[blur].to(dev))
+        x[idx] = gaussian_blur(x[idx], sigma[blur].to(dev)).clamp_(0, 1)
     return x
 
 

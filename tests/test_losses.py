@@ -1,0 +1,101 @@
+import math
+
+import torch
+import torch.nn.functional as F
+
+from lib.losses import balance_weights, cluster_loss, overcluster_lambdas, prototype_scores
+from lib.picie import Classifiers, Clustering, picie_loss
+
+
+def test_prototype_scores_are_negative_cosine_distance():
+    z = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)
+    mu = torch.tensor([[2.0, 0.0], [0.0, 3.0], [-1.0, 1.0]])
+    s = prototype_scores(z, mu).flatten()
+    # d = 1 - cos: 0, 1, 1 + 1/sqrt(2)
+    assert torch.allclose(s, torch.tensor([0.0, -1.0, -1.0 - 1 / math.sqrt(2)]), atol=1e-6)
+
+
+def test_cluster_loss_matches_hand_computed_cross_entropy():
+    scores = torch.tensor([0.0, -1.0, -2.0]).view(1, 3, 1, 1)
+    expected = -math.log(math.exp(-1.0) / (1 + math.exp(-1.0) + math.exp(-2.0)))
+    assert math.isclose(cluster_loss(scores, torch.tensor([[[1]]])).item(), expected, rel_tol=1e-6)
+
+
+def test_balance_weights_favour_rare_clusters_and_average_one():
+    w = balance_weights(torch.tensor([1, 3]))
+    # 1/(n+1) = [1/2, 1/4]; scaled so that (1*w0 + 3*w1) / 4 = 1 -> [1.6, 0.8]
+    assert torch.allclose(w, torch.tensor([1.6, 0.8]))
+    assert w[0] > w[1]
+
+
+def test_weighted_loss_upweights_rare_cluster_errors():
+    scores = torch.zeros(1, 2, 1, 4)
+    scores[0, 0, 0, :3] = 5.0  # the three common-cluster pixels are right
+    labels = torch.tensor([[[0, 0, 0, 1]]])  # the rare pixel is wrong
+    plain = cluster_loss(scores, labels)
+    weighted = cluster_loss(scores, labels, balance_weights(torch.tensor([3, 1])))
+    assert weighted > plain
+
+
+def test_overcluster_lambdas_eq15():
+    l1, l2 = overcluster_lambdas(27, 100)
+    assert math.isclose(l1, math.log(100) / (math.log(27) + math.log(100)))
+    assert math.isclose(l1 + l2, 1.0)
+    assert l1 > l2  # the larger clustering is damped
+
+
+def _setup():
+    torch.manual_seed(0)
+    z1 = F.normalize(torch.randn(2, 4, 3, 3), dim=1)
+    z2 = F.normalize(torch.randn(2, 4, 3, 3), dim=1)
+    mu1, mu2 = torch.randn(3, 4), torch.randn(3, 4)
+    return z1, z2, mu1, mu2
+
+
+def _nearest(z, mu):
+    d = ((z.permute(0, 2, 3, 1)[..., None, :] - mu) ** 2).sum(-1)
+    return d.argmin(-1)
+
+
+def test_picie_loss_is_within_plus_cross(params):
+    p, _ = params(**{"loss.balance": False})
+    z1, z2, mu1, mu2 = _setup()
+    clf = Classifiers([Clustering(3, (mu1, mu2), (None, None))], "prototype", 4)
+    total, parts = picie_loss(z1, z2, clf, p)
+    y1, y2 = _nearest(z1, mu1), _nearest(z2, mu2)
+    ce = lambda z, mu, y: F.cross_entropy(prototype_scores(z, mu), y)  # noqa: E731
+    within = ce(z1, mu1, y1) + ce(z2, mu2, y2)
+    cross = ce(z1, mu2, y2) + ce(z2, mu1, y1)
+    assert torch.allclose(parts["within"], within)
+    assert torch.allclose(parts["cross"], cross)
+    assert torch.allclose(total, within + cross)
+
+    p, _ = params(**{"loss.balance": False, "loss.cross": False})
+    total, parts = picie_loss(z1, z2, clf, p)
+    assert "cross" not in parts and torch.allclose(total, within)
+
+    p, _ = params(**{"loss.balance": False, "loss.equivariance": "mse"})
+    total, parts = picie_loss(z1, z2, clf, p)
+    assert torch.allclose(parts["cross"], ((z1 - z2) ** 2).sum(1).mean())
+
+
+def test_picie_loss_with_overclustering_uses_eq15_weights(params):
+    p, _ = params(**{"loss.balance": False, "loss.cross": False})
+    z1, z2, mu1, mu2 = _setup()
+    over = (torch.randn(5, 4), torch.randn(5, 4))
+    one = picie_loss(z1, z2, Classifiers([Clustering(3, (mu1, mu2), (None, None))], "prototype", 4), p)[0]
+    two_levels = [Clustering(3, (mu1, mu2), (None, None)), Clustering(5, over, (None, None))]
+    total, parts = picie_loss(z1, z2, Classifiers(two_levels, "prototype", 4), p)
+    l1, l2 = overcluster_lambdas(3, 5)
+    assert torch.allclose(total, l1 * one + l2 * parts["within_over"])
+
+
+def test_linear_classifier_heads_receive_gradients(params):
+    p, _ = params(**{"model.classifier": "linear"})
+    z1, z2, mu1, mu2 = _setup()
+    z1.requires_grad_(True)
+    clf = Classifiers([Clustering(3, (mu1, mu2), (torch.ones(3), torch.ones(3)))], "linear", 4)
+    total, _ = picie_loss(z1, z2, clf, p)
+    total.backward()
+    assert all(q.grad is not None and q.grad.abs().sum() > 0 for q in clf.parameters())
+    assert z1.grad.abs().sum() > 0

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import skimage.data
+import timm
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from lib.models import build_model
+from lib.models.backbones import IMAGENET_MEAN, IMAGENET_STD, ResNet18, WeightsError, efficientnet_lite0_state_dict
+
+
+@pytest.mark.parametrize("backbone", ["efficientnet_lite0", "resnet18"])
+def test_network_shapes_norm_and_gradients(backbone):
+    torch.manual_seed(0)
+    model = build_model(backbone, weights="", dim=16)
+    x = torch.rand(2, 3, 64, 64)
+    z = model(x)
+    assert z.shape == (2, 16, 16, 16)
+    assert torch.isfinite(z).all()
+    assert torch.allclose(z.norm(dim=1), torch.ones(2, 16, 16), atol=1e-5)
+    (z * torch.randn_like(z)).sum().backward()
+    missing = [n for n, q in model.named_parameters() if q.grad is None or not torch.isfinite(q.grad).all()]
+    assert not missing, f"no gradient for {missing[:5]}"
+
+
+def test_rgb_baseline_is_pooled_colour():
+    x = torch.rand(1, 3, 8, 8)
+    z = build_model("rgb")(x)
+    assert z.shape == (1, 3, 2, 2)
+    assert torch.allclose(z[0, :, 0, 0], x[0, :, :4, :4].mean((1, 2)))
+
+
+def _imagenet_input(name):
+    im = torch.from_numpy(getattr(skimage.data, name)()).permute(2, 0, 1).float()[None] / 255
+    im = F.interpolate(im, size=(224, 224), mode="bilinear", antialias=True)
+    return (im - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+
+def test_efficientnet_lite0_imagenet_weights_are_loaded_right():
+    """The bundled weights, mapped to timm's keys, classify real photos correctly."""
+    sd = efficientnet_lite0_state_dict()
+    net = timm.create_model("efficientnet_lite0", pretrained=False)
+    net.load_state_dict(sd)
+    net.eval()
+    with torch.no_grad():
+        cat = net(_imagenet_input("chelsea")).softmax(-1)[0]
+        coffee = net(_imagenet_input("coffee")).softmax(-1)[0]
+    assert int(cat.argmax()) in (281, 282, 285)  # tabby, tiger cat, Egyptian cat
+    assert cat[[281, 282, 285]].sum() > 0.8
+    assert int(coffee.argmax()) == 967 and coffee[967] > 0.5  # espresso
+    # and the segmentation backbone carries exactly these weights
+    seg = build_model("efficientnet_lite0", weights="imagenet", dim=8)
+    assert torch.equal(seg.backbone.net.conv_stem.weight, sd["conv_stem.weight"])
+    assert torch.equal(seg.backbone.net.blocks[6][0].conv_pwl.weight, sd["blocks.6.0.conv_pwl.weight"])
+
+
+def test_resnet18_weights_from_a_torchvision_state_dict(tmp_path):
+    ref = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(ref.state_dict(), path)
+    net = ResNet18(str(path))
+    assert torch.equal(net.stem[0].weight, ref.conv1.weight)
+    assert torch.equal(net.layers[3][1].conv2.weight, ref.layer4[1].conv2.weight)
+
+
+def test_bad_weights_give_clear_errors(tmp_path):
+    with pytest.raises(WeightsError, match="file not found: .*nope.pth"):
+        build_model("resnet18", weights=str(tmp_path / "nope.pth"))
+    with pytest.raises(WeightsError, match="cannot be downloaded"):
+        build_model("resnet18", weights="imagenet")
+    other = tmp_path / "other.pth"
+    torch.save({"foo": torch.zeros(3)}, other)
+    with pytest.raises(WeightsError, match="not a torchvision ResNet-18"):
+        build_model("resnet18", weights=str(other))
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(np.arange(100, dtype=np.uint8).tobytes())
+    with pytest.raises(WeightsError, match="cannot read"):
+        build_model("resnet18", weights=str(junk))

@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+import torch
+
+from lib.data.textures import make_split
+from lib.models import build_model
+from lib.picie import Classifiers, augment, cluster_pass, forward_views, picie_loss, to_tensor, train_one_epoch
+
+TINY = {"data.res": 32, "model.dim": 16, "model.weights": "", "train.batch_size": 8,
+        "cluster.images": 16, "cluster.max_points": 2000, "cluster.niter": 5}
+
+
+def _images(n=16):
+    return make_split(n, 32, 0)[0]
+
+
+def test_loss_goes_down_on_a_fixed_batch(params):
+    p, _ = params(**TINY)
+    torch.manual_seed(0)
+    model = build_model("efficientnet_lite0", "", 16)
+    g = torch.Generator().manual_seed(0)
+    images = _images()
+    levels = cluster_pass(model, images, p, g, torch.device("cpu"), epoch=0)
+    clf = Classifiers(levels, "prototype", 16)
+    x = to_tensor(images[:8], "cpu")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(8):
+        views = augment(x, p, torch.Generator().manual_seed(1))  # the same P1, P2, G each step
+        loss, _ = picie_loss(*forward_views(model, *views), clf, p)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.05, losses
+
+
+def test_cluster_pass_levels_and_switches(params):
+    images = _images()
+    model = build_model("efficientnet_lite0", "", 16)
+    p, _ = params(**TINY, **{"cluster.k_over": 12})
+    levels = cluster_pass(model, images, p, torch.Generator().manual_seed(0), torch.device("cpu"), 0)
+    assert [c.k for c in levels] == [8, 12]
+    assert levels[0].centroids[0].shape == (8, 16)
+    assert levels[0].centroids[0] is not levels[0].centroids[1]
+    w = levels[0].weights[0]
+    assert w.shape == (8,) and torch.isfinite(w).all() and (w > 0).all()
+    assert model.training  # restored after the eval-mode clustering pass
+
+    p, _ = params(**TINY, **{"cluster.single": True, "loss.balance": False})
+    levels = cluster_pass(model, images, p, torch.Generator().manual_seed(0), torch.device("cpu"), 0)
+    assert levels[0].centroids[0] is levels[0].centroids[1] and levels[0].weights == (None, None)
+
+
+def test_train_one_epoch_runs_every_ablation(params):
+    images = _images()
+    for switches in ({}, {"loss.cross": False}, {"aug.geometric": False, "aug.photometric": False},
+                     {"model.classifier": "linear"}, {"loss.equivariance": "mse"}, {"cluster.k_over": 10},
+                     {"cluster.single": True}):
+        p, _ = params(**TINY, **switches)
+        torch.manual_seed(0)
+        model = build_model("efficientnet_lite0", "", 16)
+        before = [q.detach().clone() for q in model.parameters()]
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        stats, times = train_one_epoch(model, images, opt, p, torch.Generator().manual_seed(0),
+                                       torch.device("cpu"), 0)
+        assert np.isfinite(stats["loss"]), switches
+        assert ("cross" in stats) == p.loss.cross
+        assert times["train"] > 0 and times["outside_ratio"] >= 0
+        assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_non_finite_loss_stops_training(params):
+    p, _ = params(**TINY)
+    model = build_model("efficientnet_lite0", "", 16)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    images = _images().copy()
+    with torch.no_grad():
+        model.fpn.lateral[0].bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        train_one_epoch(model, images, opt, p, torch.Generator().manual_seed(0), torch.device("cpu"), 0)

@@ -1,0 +1,77 @@
+"""End to end: `dvc repro`, `dvc exp run -S loss.cross=false`, `dvc metrics diff` in a fresh git repo."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import ROOT
+
+TINY = {
+    "data": {"train_size": 24, "val_size": 8, "res": 32},
+    "model": {"dim": 16},
+    "cluster": {"images": 24, "max_points": 3000, "niter": 5},
+    "train": {"epochs": 1, "batch_size": 8},
+    "dump": {"train_points": 3000},
+    "report": {"images": 2},
+}
+
+
+def _run(args, cwd, env):
+    out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, f"{' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out.stdout + out.stderr
+
+
+def _project(tmp_path):
+    repo = tmp_path / "project"
+    repo.mkdir()
+    for name in ("lib", "stages"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
+        shutil.copy(ROOT / name, repo / name)
+    shutil.copytree(ROOT / ".dvc", repo / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t",
+               DVC_NO_ANALYTICS="1")
+    _run(["git", "init", "-q", "-b", "main"], repo, env)
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "init"], repo, env)
+    return repo, env
+
+
+def test_repro_then_ablation_then_metrics_diff(tmp_path):
+    repo, env = _project(tmp_path)
+    dvc = [sys.executable, "-m", "dvc"]
+    _run(dvc + ["repro"], repo, env)
+    metrics = json.loads((repo / "metrics/eval.json").read_text())
+    for key in ("acc", "miou", "things_miou", "stuff_miou", "iou_brick", "iou_horse"):
+        assert isinstance(metrics[key], (int, float)), key
+    assert 0 <= metrics["acc"] <= 100 and 0 <= metrics["miou"] <= 100
+    assert all(not isinstance(v, (list, dict)) for v in metrics.values())
+    for artifact in ("models/model.pt", "features/features.h5", "models/centroids.npy", "reports/report.md",
+                     "reports/confusion.png", "reports/figures/overlays.png", "reports/figures/curves.png",
+                     "reports/train/plots/metrics/train/loss.tsv"):
+        assert (repo / artifact).is_file(), artifact
+    assert "acc" in (repo / "reports/report.md").read_text()
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "baseline"], repo, env)
+
+    log = _run(dvc + ["exp", "run", "-S", "loss.cross=false"], repo, env)
+    assert "'prepare' didn't change" in log  # only the stages that depend on the switch re-run
+    assert "Running stage 'train'" in log
+    diff = json.loads(_run(dvc + ["metrics", "diff", "--json"], repo, env))
+    assert set(diff["metrics/eval.json"]) >= {"acc", "miou"}
+    assert diff["metrics/eval.json"]["acc"]["old"] == metrics["acc"]
+    train_diff = json.loads((repo / "metrics/train.json").read_text())
+    assert "cross" not in (repo / "reports/train/metrics.json").read_text()
+    assert train_diff["epochs"] == 1
+    shown = _run(dvc + ["exp", "show", "--json"], repo, env)
+    assert "loss.cross" in shown or '"cross": false' in shown
