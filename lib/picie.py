@@ -85,7 +85,12 @@ def _sample_pixels(z, n, g):
 
 @torch.no_grad()
 def cluster_pass(model, images, p, g, device, epoch):
-    """k-means of both views on a bounded sample of pixels; returns one Clustering per level."""
+    """k-means of both views on a bounded sample of pixels.
+
+    Returns one Clustering per level, and the seconds spent in the forward
+    passes and in k-means.
+    """
+    t0 = time.perf_counter()
     model.eval()
     n = len(images)
     m = min(n, p.cluster.images) if p.cluster.images > 0 else n
@@ -100,6 +105,7 @@ def cluster_pass(model, images, p, g, device, epoch):
         feats1.append(_sample_pixels(z1, per_image, g))
         feats2.append(_sample_pixels(z2, per_image, g))
     x1, x2 = torch.cat(feats1), torch.cat(feats2)
+    t1 = time.perf_counter()
     if not (torch.isfinite(x1).all() and torch.isfinite(x2).all()):
         raise FloatingPointError(f"non-finite features in the clustering pass of epoch {epoch}: stopping "
                                  "(the network diverged; lower train.lr?)")
@@ -117,7 +123,7 @@ def cluster_pass(model, images, p, g, device, epoch):
             weights = tuple(balance_weights(torch.bincount(assign(xv, mu), minlength=k)) for xv, mu in zip(xs, mus))
         levels.append(Clustering(k, mus, weights))
     model.train()
-    return levels
+    return levels, {"cluster_forward": t1 - t0, "kmeans": time.perf_counter() - t1}
 
 
 class Classifiers(nn.Module):
@@ -170,10 +176,10 @@ def picie_loss(z1, z2, clf, p):
 def train_one_epoch(model, images, optimizer, p, g, device, epoch, log=None):
     """One PiCIE epoch; returns mean losses and where the time went (seconds)."""
     t0 = time.perf_counter()
-    levels = cluster_pass(model, images, p, g, device, epoch)
+    levels, times = cluster_pass(model, images, p, g, device, epoch)
     clf = Classifiers(levels, p.model.classifier, p.model.dim).to(device)
     head_opt = torch.optim.Adam(clf.parameters(), lr=p.train.lr) if p.model.classifier == "linear" else None
-    times = {"cluster": time.perf_counter() - t0, "data": 0.0, "augment": 0.0, "train": 0.0}
+    times.update(cluster=time.perf_counter() - t0, data=0.0, augment=0.0, train=0.0)
     amp = device.type == "cuda" and p.train.amp
     n = len(images)
     order = torch.randperm(n, generator=g).numpy()

@@ -20,7 +20,7 @@ def test_loss_goes_down_on_a_fixed_batch(params):
     model = build_model("efficientnet_lite0", "", 16)
     g = torch.Generator().manual_seed(0)
     images = _images()
-    levels = cluster_pass(model, images, p, g, torch.device("cpu"), epoch=0)
+    levels, _ = cluster_pass(model, images, p, g, torch.device("cpu"), epoch=0)
     clf = Classifiers(levels, "prototype", 16)
     x = to_tensor(images[:8], "cpu")
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -39,7 +39,7 @@ def test_cluster_pass_levels_and_switches(params):
     images = _images()
     model = build_model("efficientnet_lite0", "", 16)
     p, _ = params(**TINY, **{"cluster.k_over": 12})
-    levels = cluster_pass(model, images, p, torch.Generator().manual_seed(0), torch.device("cpu"), 0)
+    levels, _ = cluster_pass(model, images, p, torch.Generator().manual_seed(0), torch.device("cpu"), 0)
     assert [c.k for c in levels] == [8, 12]
     assert levels[0].centroids[0].shape == (8, 16)
     assert levels[0].centroids[0] is not levels[0].centroids[1]
@@ -48,7 +48,7 @@ def test_cluster_pass_levels_and_switches(params):
     assert model.training  # restored after the eval-mode clustering pass
 
     p, _ = params(**TINY, **{"cluster.single": True, "loss.balance": False})
-    levels = cluster_pass(model, images, p, torch.Generator().manual_seed(0), torch.device("cpu"), 0)
+    levels, _ = cluster_pass(model, images, p, torch.Generator().manual_seed(0), torch.device("cpu"), 0)
     assert levels[0].centroids[0] is levels[0].centroids[1] and levels[0].weights == (None, None)
 
 

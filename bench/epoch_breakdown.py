@@ -1,0 +1,60 @@
+"""Where one PiCIE epoch spends its time, on the current params.yaml (not a test).
+
+    python bench/epoch_breakdown.py [--epochs 1] [--params params.yaml]
+
+Prints the seconds spent inside the training passes (forward + loss +
+backward + optimiser step) and outside them (the clustering pass's forward,
+k-means, reading batches, augmentations), the ratio outside / inside, and the
+k-means memory bound. The authors' code spends ~60 of every 80 minutes of a
+COCO epoch outside the training passes (ratio ~3); the target here is <= 0.3.
+"""
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import typer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lib.cli import pick_device, seed_everything  # noqa: E402
+from lib.config import load_params  # noqa: E402
+from lib.data import Prepared, prepare  # noqa: E402
+from lib.models import build_model  # noqa: E402
+from lib.picie import train_one_epoch  # noqa: E402
+
+
+def main(params: str = "params.yaml", data: str = "data/prepared", epochs: int = 1):
+    p = load_params(params)
+    device = pick_device(p.train.device)
+    if not (Path(data) / "meta.json").is_file():
+        data = tempfile.mkdtemp()
+        print(f"no {data}: preparing {p.data.name} into {data}")
+        prepare(p, data)
+    images = Prepared(data).images("train")
+    g = seed_everything(p.seed)
+    model = build_model(p.model.backbone, p.model.weights, p.model.dim).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=p.train.lr)
+    print(f"{len(images)} images at {p.data.res} px, batch {p.train.batch_size}, device {device}, "
+          f"torch threads {torch.get_num_threads()}")
+    for epoch in range(epochs):
+        t = time.perf_counter()
+        _, times = train_one_epoch(model, images, opt, p, g, device, epoch)
+        outside = times["total"] - times["train"]
+        print(f"\nepoch {epoch + 1}: {time.perf_counter() - t:.1f} s")
+        print(f"  inside the training passes (fwd+bwd+step): {times['train']:8.2f} s")
+        print(f"  outside: clustering forward               {times['cluster_forward']:8.2f} s")
+        print(f"           k-means ({'+'.join(str(k) for k in [p.cluster.k, p.cluster.k_over] if k)} clusters, 2 views)"
+              f"{'':>4}{times['kmeans']:8.2f} s")
+        print(f"           reading batches                  {times['data']:8.2f} s")
+        print(f"           augmentations (P1, P2, G)        {times['augment']:8.2f} s")
+        print(f"           other                            {outside - times['cluster'] - times['data'] - times['augment']:8.2f} s")
+        print(f"  outside / inside ratio: {times['outside_ratio']:.3f}  (target <= 0.30)")
+    mem = 2 * p.cluster.max_points * p.model.dim * 4 / 2**20
+    print(f"k-means input bounded by cluster.max_points: 2 views x {p.cluster.max_points} x {p.model.dim} "
+          f"float32 = {mem:.0f} MiB, whatever the dataset size")
+
+
+if __name__ == "__main__":
+    typer.run(main)
