@@ -8,15 +8,17 @@ Per epoch:
    (`cluster.images`, `cluster.max_points`).
 2. `train_one_epoch`: for each batch, draw P1, P2, G; view 1 = f(G(P1(x))),
    view 2 = G(f(P2(x))); pseudo-labels are the nearest centroids of the
-   batch's own (detached) features, and the loss is within-view + cross-view
-   cross-entropy under the prototype classifier.
+   epoch-start network's features (`cluster.labels: snapshot`), and the loss
+   is within-view + cross-view cross-entropy under the prototype classifier.
 
-Departure from the authors' code, for speed: pseudo-labels are assigned on
-the fly from the training forward pass (the k-means assignment step, Eq.
-8-9, against the epoch's fixed centroids) instead of a second full labelling
-pass whose labels are written to disk. This removes ~27 of the ~80 minutes of
-an authors' COCO epoch and all label I/O.
+Departure from the authors' code, for speed: the authors label every pixel
+in a second full pass and write the labels to disk (~27 of ~80 minutes of a
+COCO epoch). Here a frozen snapshot of the epoch-start network labels each
+training batch's own views as it comes (one no-grad forward, the same
+labels, no disk). `cluster.labels: online` labels from the training forward
+pass itself instead (no extra forward, but a moving target).
 """
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -149,15 +151,26 @@ class Classifiers(nn.Module):
         return prototype_scores(z, self.levels[level].centroids[view])
 
 
-def picie_loss(z1, z2, clf, p):
-    """L_within + L_cross (Eq. 10, 11, 14) per level, combined with Eq. 15's lambdas."""
+def pseudo_labels(t1, t2, levels):
+    """k-means assignment (Eq. 8-9) of both views' features to each level's centroids."""
+    return [(neg_sq_distance(t1, c.centroids[0]).argmax(1), neg_sq_distance(t2, c.centroids[1]).argmax(1))
+            for c in levels]
+
+
+def picie_loss(z1, z2, clf, p, labels=None):
+    """L_within + L_cross (Eq. 10, 11, 14) per level, combined with Eq. 15's lambdas.
+
+    `labels` are the pseudo-labels of each level and view; by default they are
+    assigned from z1 and z2 themselves (detached).
+    """
     levels = clf.levels
+    if labels is None:
+        labels = pseudo_labels(z1.detach(), z2.detach(), levels)
     lambdas = overcluster_lambdas(levels[0].k, levels[1].k) if len(levels) == 2 else (1.0,)
     total, parts = 0.0, {}
     for li, (lam, c) in enumerate(zip(lambdas, levels)):
         (mu1, mu2), (w1, w2) = c.centroids, c.weights
-        y1 = neg_sq_distance(z1.detach(), mu1).argmax(1)
-        y2 = neg_sq_distance(z2.detach(), mu2).argmax(1)
+        y1, y2 = labels[li]
         within = cluster_loss(clf.scores(z1, li, 0), y1, w1) + cluster_loss(clf.scores(z2, li, 1), y2, w2)
         loss = within
         tag = "" if li == 0 else "_over"
@@ -179,22 +192,31 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch, log=None):
     levels, times = cluster_pass(model, images, p, g, device, epoch)
     clf = Classifiers(levels, p.model.classifier, p.model.dim).to(device)
     head_opt = torch.optim.Adam(clf.parameters(), lr=p.train.lr) if p.model.classifier == "linear" else None
-    times.update(cluster=time.perf_counter() - t0, data=0.0, augment=0.0, train=0.0)
+    # Labels from the network as it was when the epoch's clusters were made (as
+    # the authors' labelling pass), computed batch by batch instead of in a
+    # separate pass written to disk; or from the training forward pass itself.
+    snapshot = copy.deepcopy(model).eval() if p.cluster.labels == "snapshot" else None
+    times.update(cluster=time.perf_counter() - t0, data=0.0, augment=0.0, label=0.0, train=0.0)
     amp = device.type == "cuda" and p.train.amp
-    n = len(images)
-    order = torch.randperm(n, generator=g).numpy()
+    bs = p.train.batch_size
+    order = torch.randperm(len(images), generator=g).numpy()
     sums, steps = {}, 0
     model.train()
-    bar = tqdm(range(0, n - p.train.batch_size + 1 if n >= p.train.batch_size else 1, p.train.batch_size),
-               desc=f"epoch {epoch} train", leave=False)
-    for i in bar:
+    # full batches only (the last partial one is dropped, as a DataLoader with drop_last)
+    bar = tqdm(range(max(1, len(images) // bs)), desc=f"epoch {epoch} train", leave=False)
+    for b in bar:
         t = time.perf_counter()
-        x = to_tensor(images[np.sort(order[i:i + p.train.batch_size])], device)
+        x = to_tensor(images[np.sort(order[b * bs:(b + 1) * bs])], device)
         t1 = time.perf_counter()
         views = augment(x, p, g)
+        ta = time.perf_counter()
+        labels = None
+        if snapshot is not None:
+            with torch.no_grad():
+                labels = pseudo_labels(*forward_views(snapshot, *views, amp=amp), levels)
         t2 = time.perf_counter()
         z1, z2 = forward_views(model, *views, amp=amp)
-        loss, parts = picie_loss(z1, z2, clf, p)
+        loss, parts = picie_loss(z1, z2, clf, p, labels)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at epoch {epoch}, step {steps}: "
                                      "stopping (lower train.lr?)")
@@ -209,7 +231,8 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch, log=None):
             torch.cuda.synchronize()
         t3 = time.perf_counter()
         times["data"] += t1 - t
-        times["augment"] += t2 - t1
+        times["augment"] += ta - t1
+        times["label"] += t2 - ta
         times["train"] += t3 - t2
         parts["loss"] = loss.detach()
         for key, v in parts.items():

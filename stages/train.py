@@ -32,7 +32,7 @@ def main(data: str = "data/prepared", out: str = "models/model.pt", metrics: str
     device = pick_device(p.train.device)
     g = seed_everything(p.seed)
     images = Prepared(data).images("train")
-    model = build_model(p.model.backbone, p.model.weights, p.model.dim).to(device)
+    model = build_model(p.model.backbone, p.model.weights, p.model.dim, p.model.levels).to(device)
     params_list = list(model.parameters())
     optimizer = torch.optim.Adam(params_list, lr=p.train.lr) if params_list else None
     print(f"{len(images)} training images, {sum(x.numel() for x in params_list) / 1e6:.2f}M parameters, "

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from lib.losses import balance_weights, cluster_loss, overcluster_lambdas, prototype_scores
-from lib.picie import Classifiers, Clustering, picie_loss
+from lib.picie import Classifiers, Clustering, picie_loss, pseudo_labels
 
 
 def test_prototype_scores_are_negative_cosine_distance():
@@ -99,3 +99,15 @@ def test_linear_classifier_heads_receive_gradients(params):
     total.backward()
     assert all(q.grad is not None and q.grad.abs().sum() > 0 for q in clf.parameters())
     assert z1.grad.abs().sum() > 0
+
+
+def test_given_pseudo_labels_are_used(params):
+    """Snapshot labels (from the epoch-start network) replace the batch's own assignment."""
+    p, _ = params(**{"loss.balance": False, "loss.cross": False})
+    z1, z2, mu1, mu2 = _setup()
+    clf = Classifiers([Clustering(3, (mu1, mu2), (None, None))], "prototype", 4)
+    zeros = torch.zeros(2, 3, 3, dtype=torch.long)
+    total, _ = picie_loss(z1, z2, clf, p, labels=[(zeros, zeros + 2)])
+    expected = F.cross_entropy(prototype_scores(z1, mu1), zeros) + F.cross_entropy(prototype_scores(z2, mu2), zeros + 2)
+    assert torch.allclose(total, expected)
+    assert torch.equal(pseudo_labels(z1, z2, clf.levels)[0][0], _nearest(z1, mu1))

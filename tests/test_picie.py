@@ -56,7 +56,7 @@ def test_train_one_epoch_runs_every_ablation(params):
     images = _images()
     for switches in ({}, {"loss.cross": False}, {"aug.geometric": False, "aug.photometric": False},
                      {"model.classifier": "linear"}, {"loss.equivariance": "mse"}, {"cluster.k_over": 10},
-                     {"cluster.single": True}):
+                     {"cluster.single": True}, {"cluster.labels": "online"}):
         p, _ = params(**TINY, **switches)
         torch.manual_seed(0)
         model = build_model("efficientnet_lite0", "", 16)

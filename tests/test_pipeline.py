@@ -75,3 +75,27 @@ def test_repro_then_ablation_then_metrics_diff(tmp_path):
     assert train_diff["epochs"] == 1
     shown = _run(dvc + ["exp", "show", "--json"], repo, env)
     assert "loss.cross" in shown or '"cross": false' in shown
+
+
+def test_folder_of_unlabelled_images_runs_end_to_end(tmp_path):
+    """data.name: folder without labels: everything but the scoring runs; the report shows segments."""
+    import numpy as np
+    from PIL import Image
+
+    repo, env = _project(tmp_path)
+    images = tmp_path / "mine" / "images"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        size = (48 + 4 * i, 40)
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(images / f"p{i}.jpg")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"].update(name="folder", root=str(tmp_path / "mine"))
+    params["cluster"]["k"] = 4
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run([sys.executable, "-m", "dvc", "repro"], repo, env)
+    metrics = json.loads((repo / "metrics/eval.json").read_text())
+    assert metrics == {"val_images": 2}
+    report = (repo / "reports/report.md").read_text()
+    assert "No labels" in report and (repo / "reports/figures/overlays.png").is_file()
+    assert np.load(repo / "results/predictions.npy").max() < 4

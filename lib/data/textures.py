@@ -21,6 +21,10 @@ from skimage.transform import resize
 STUFF = ("brick", "grass", "gravel", "moon")  # class ids 0..3, defined by texture
 THINGS = ("horse", "disc", "triangle", "star")  # class ids 4..7, defined by shape
 CLASSES = STUFF + THINGS
+# Stuff regions get a random hue at moderate saturation: colour varies freely
+# within every class (so it cannot identify one), but does not drown the
+# texture, which is what defines a stuff class.
+STUFF_SATURATION = (0.0, 0.5)
 
 
 @lru_cache(maxsize=None)
@@ -38,9 +42,9 @@ def _horse() -> np.ndarray:
     return m[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
 
 
-def _tint(rng, sat_lo: float, val_lo: float, val_hi: float) -> np.ndarray:
+def _tint(rng, sat_lo: float, sat_hi: float, val_lo: float, val_hi: float) -> np.ndarray:
     """Random RGB colour: uniform hue so every class shows up in every hue."""
-    rgb = colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(sat_lo, 1.0), rng.uniform(val_lo, val_hi))
+    rgb = colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(sat_lo, sat_hi), rng.uniform(val_lo, val_hi))
     return np.asarray(rgb, np.float32)
 
 
@@ -86,7 +90,7 @@ def _paint_stuff(rng, res: int, img: np.ndarray, lab: np.ndarray) -> None:
         v = lum[m]
         v = (v - v.mean()) / (v.std() + 1e-6)
         v = np.clip(v * rng.uniform(0.12, 0.25) + rng.uniform(0.3, 0.7), 0.0, 1.0)
-        img[m] = v[:, None] * _tint(rng, 0.3, 1.0, 1.0)
+        img[m] = v[:, None] * _tint(rng, STUFF_SATURATION[0], STUFF_SATURATION[1], 1.0, 1.0)
         lab[m] = cls
 
 
@@ -144,7 +148,7 @@ def _paint_thing(rng, res: int, img: np.ndarray, lab: np.ndarray) -> None:
     y0 = int(rng.integers(-int(0.29 * h), res - h + int(0.29 * h) + 1))
     x0 = int(rng.integers(-int(0.29 * w), res - w + int(0.29 * w) + 1))
     # flat random colour with a +-15 % linear shading ramp and light noise: no texture
-    colour = _tint(rng, 0.2, 0.25, 1.0)
+    colour = _tint(rng, 0.2, 1.0, 0.25, 1.0)
     th = rng.uniform(0, 2 * np.pi)
     gy = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
     gx = np.linspace(-1, 1, w, dtype=np.float32)[None, :]

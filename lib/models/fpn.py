@@ -35,18 +35,18 @@ class FPN(nn.Module):
 class SegmentationNet(nn.Module):
     """Image in [0, 1] (B, 3, H, W) -> unit-norm features (B, dim, H/4, W/4)."""
 
-    def __init__(self, backbone="efficientnet_lite0", weights="imagenet", dim=128):
+    def __init__(self, backbone="efficientnet_lite0", weights="imagenet", dim=128, levels=4):
         super().__init__()
         self.backbone_name = backbone
-        self.dim = dim
+        self.dim, self.levels = dim, levels
         self.backbone = BACKBONES[backbone](weights)
-        self.fpn = FPN(self.backbone.channels, dim)
+        self.fpn = FPN(self.backbone.channels[:levels], dim)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x):
         x = (x - self.mean) / self.std
-        return F.normalize(self.fpn(self.backbone(x)), dim=1)
+        return F.normalize(self.fpn(self.backbone(x)[: self.levels]), dim=1)
 
 
 class RawRGB(nn.Module):
@@ -59,7 +59,7 @@ class RawRGB(nn.Module):
         return F.avg_pool2d(x, STRIDE)
 
 
-def build_model(backbone, weights="", dim=128):
+def build_model(backbone, weights="", dim=128, levels=4):
     if backbone == "rgb":
         return RawRGB()
-    return SegmentationNet(backbone, weights, dim)
+    return SegmentationNet(backbone, weights, dim, levels)
