@@ -7,7 +7,7 @@ import torch
 
 from lib.io import atomic_path
 from lib.models import build_model
-from lib.models.backbones import WeightsError
+from lib.errors import WeightsError
 
 TRAIN_KEYS = ("seed", "data", "model", "aug", "loss", "cluster", "train")
 

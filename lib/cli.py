@@ -6,9 +6,7 @@ import sys
 import numpy as np
 import torch
 
-from lib.config import ParamsError
-from lib.data.base import DataError
-from lib.models.backbones import WeightsError
+from lib.errors import DataError, ParamsError, WeightsError
 
 USER_ERRORS = (ParamsError, DataError, WeightsError, FloatingPointError)
 

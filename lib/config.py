@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 import yaml
 
+from lib.errors import ParamsError
+
 DATASETS = ("textures", "folder")
 BACKBONES = ("efficientnet_lite0", "resnet18", "rgb")
 
@@ -51,10 +53,6 @@ SCHEMA = {
 
 POSITIVE = {"data.res", "model.dim", "cluster.k", "cluster.niter", "cluster.max_points",
             "train.batch_size", "dump.train_points", "data.train_size", "data.val_size"}
-
-
-class ParamsError(ValueError):
-    pass
 
 
 def _flatten(d, prefix=""):

@@ -3,7 +3,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lib.picie import to_tensor
+
+
+def to_tensor(images, device):
+    """uint8 (B, H, W, 3) numpy -> float (B, 3, H, W) in [0, 1] on device."""
+    x = torch.from_numpy(np.array(images, copy=True)).to(device, non_blocking=True)
+    return x.permute(0, 3, 1, 2).float().div_(255)
 
 
 @torch.no_grad()

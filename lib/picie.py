@@ -30,15 +30,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lib.clustering import assign, kmeans, neg_sq_distance
+from lib.features import to_tensor
 from lib.losses import balance_weights, cluster_loss, overcluster_lambdas, prototype_scores
 from lib.models.fpn import STRIDE
 from lib.transforms import apply_geometric, photometric, sample_geometric
-
-
-def to_tensor(images, device):
-    """uint8 (B, H, W, 3) numpy -> float (B, 3, H, W) in [0, 1] on device."""
-    x = torch.from_numpy(np.array(images, copy=True)).to(device, non_blocking=True)
-    return x.permute(0, 3, 1, 2).float().div_(255)
 
 
 def augment(x, p, g):

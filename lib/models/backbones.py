@@ -9,12 +9,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from lib.errors import WeightsError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class WeightsError(ValueError):
-    pass
 
 
 def _read_state_dict(path):

@@ -1,0 +1,13 @@
+"""Errors a user causes and can fix; every stage prints them as one line, not a traceback."""
+
+
+class ParamsError(ValueError):
+    """A bad params.yaml: the message names the key."""
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file and the problem."""
+
+
+class WeightsError(ValueError):
+    """A missing, unreadable or foreign weights or model file: the message names it."""
