@@ -49,7 +49,9 @@ def main(params: str = "params.yaml", data: str = "data/prepared", epochs: int =
               f"{'':>4}{times['kmeans']:8.2f} s")
         print(f"           reading batches                  {times['data']:8.2f} s")
         print(f"           augmentations (P1, P2, G)        {times['augment']:8.2f} s")
-        print(f"           other                            {outside - times['cluster'] - times['data'] - times['augment']:8.2f} s")
+        print(f"           pseudo-labels (snapshot forward) {times['label']:8.2f} s")
+        other = outside - times["cluster"] - times["data"] - times["augment"] - times["label"]
+        print(f"           other                            {other:8.2f} s")
         print(f"  outside / inside ratio: {times['outside_ratio']:.3f}  (target <= 0.30)")
     mem = 2 * p.cluster.max_points * p.model.dim * 4 / 2**20
     print(f"k-means input bounded by cluster.max_points: 2 views x {p.cluster.max_points} x {p.model.dim} "

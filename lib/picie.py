@@ -181,7 +181,14 @@ def picie_loss(z1, z2, clf, p, labels=None):
     return total, parts
 
 
-def train_one_epoch(model, images, optimizer, p, g, device, epoch, log=None):
+def _now(device):
+    """A timestamp after the device's queued work is done (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def train_one_epoch(model, images, optimizer, p, g, device, epoch):
     """One PiCIE epoch; returns mean losses and where the time went (seconds)."""
     t0 = time.perf_counter()
     levels, times = cluster_pass(model, images, p, g, device, epoch)
@@ -200,16 +207,16 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch, log=None):
     # full batches only (the last partial one is dropped, as a DataLoader with drop_last)
     bar = tqdm(range(max(1, len(images) // bs)), desc=f"epoch {epoch} train", leave=False)
     for b in bar:
-        t = time.perf_counter()
+        t = _now(device)
         x = to_tensor(images[np.sort(order[b * bs:(b + 1) * bs])], device)
-        t1 = time.perf_counter()
+        t1 = _now(device)
         views = augment(x, p, g)
-        ta = time.perf_counter()
+        ta = _now(device)
         labels = None
         if snapshot is not None:
             with torch.no_grad():
                 labels = pseudo_labels(*forward_views(snapshot, *views, amp=amp), levels)
-        t2 = time.perf_counter()
+        t2 = _now(device)
         z1, z2 = forward_views(model, *views, amp=amp)
         loss, parts = picie_loss(z1, z2, clf, p, labels)
         if not torch.isfinite(loss):
@@ -222,9 +229,7 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch, log=None):
         optimizer.step()
         if head_opt:
             head_opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t3 = time.perf_counter()
+        t3 = _now(device)
         times["data"] += t1 - t
         times["augment"] += ta - t1
         times["label"] += t2 - ta
@@ -234,8 +239,6 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch, log=None):
             sums[key] = sums.get(key, 0.0) + float(v)
         steps += 1
         bar.set_postfix(loss=f"{parts['loss']:.3f}")
-        if log is not None:
-            log(float(loss))
     stats = {key: v / max(steps, 1) for key, v in sums.items()}
     times["total"] = time.perf_counter() - t0
     times["outside_ratio"] = (times["total"] - times["train"]) / max(times["train"], 1e-9)
