@@ -1,6 +1,9 @@
 """Where one PiCIE epoch spends its time, on the current params.yaml (not a test).
 
-    python bench/epoch_breakdown.py [--epochs 1] [--params params.yaml]
+    python bench/epoch_breakdown.py [--epochs 2] [--params params.yaml]
+
+The first epoch carries one-time costs (thread pools, allocator warm-up);
+the second shows the steady state.
 
 Prints the seconds spent inside the training passes (forward + loss +
 backward + optimiser step) and outside them (the clustering pass's forward,
@@ -25,7 +28,7 @@ from lib.models import build_model  # noqa: E402
 from lib.picie import train_one_epoch  # noqa: E402
 
 
-def main(params: str = "params.yaml", data: str = "data/prepared", epochs: int = 1):
+def main(params: str = "params.yaml", data: str = "data/prepared", epochs: int = 2):
     p = load_params(params)
     device = pick_device(p.train.device)
     if not (Path(data) / "meta.json").is_file():
