@@ -164,7 +164,7 @@ def picie_loss(z1, z2, clf, p, labels=None):
     lambdas = overcluster_lambdas(levels[0].k, levels[1].k) if len(levels) == 2 else (1.0,)
     total, parts = 0.0, {}
     for li, (lam, c) in enumerate(zip(lambdas, levels)):
-        (mu1, mu2), (w1, w2) = c.centroids, c.weights
+        w1, w2 = c.weights
         y1, y2 = labels[li]
         within = cluster_loss(clf.scores(z1, li, 0), y1, w1) + cluster_loss(clf.scores(z2, li, 1), y2, w2)
         loss = within

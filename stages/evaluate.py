@@ -5,8 +5,6 @@ upsampled to the label size, argmax, a (class x cluster) histogram, Hungarian
 matching, pixel accuracy and mIoU, and the same on the things and stuff
 partitions. Without labels, only the predictions are written.
 """
-import json
-
 import h5py
 import numpy as np
 import torch
@@ -27,7 +25,7 @@ def main(data: str = "data/prepared", features: str = "features/features.h5",
          centroids: str = "models/centroids.npy", metrics: str = "metrics/eval.json",
          details: str = "results/evaluation.json", predictions: str = "results/predictions.npy",
          confusion_png: str = "reports/confusion.png", params: str = "params.yaml"):
-    p = load_params(params)
+    load_params(params)  # evaluate reads no knob, but a broken params.yaml should still stop it
     prepared = Prepared(data)
     mu = torch.from_numpy(np.load(centroids))
     k = len(mu)
