@@ -111,13 +111,13 @@ def cluster_pass(model, images, p, g, device, epoch):
         seed = p.seed * 1000 + epoch
         if p.cluster.single:  # one clustering (of view 2, whose labels are G of the image's)
             mu = kmeans(x2, k, p.cluster.niter, seed)
-            mus, xs = (mu, mu), (x1, x2)
+            mus = (mu, mu)
         else:
             mus = (kmeans(x1, k, p.cluster.niter, seed), kmeans(x2, k, p.cluster.niter, seed + 1))
-            xs = (x1, x2)
         weights = (None, None)
         if p.loss.balance:
-            weights = tuple(balance_weights(torch.bincount(assign(xv, mu), minlength=k)) for xv, mu in zip(xs, mus))
+            weights = tuple(balance_weights(torch.bincount(assign(xv, mu), minlength=k))
+                            for xv, mu in zip((x1, x2), mus))
         levels.append(Clustering(k, mus, weights))
     model.train()
     return levels, {"cluster_forward": t1 - t0, "kmeans": time.perf_counter() - t1}
