@@ -35,9 +35,11 @@ def main(params: str = "params.yaml", data: str = "data/prepared", epochs: int =
         data = tempfile.mkdtemp()
         print(f"no {data}: preparing {p.data.name} into {data}")
         prepare(p, data)
-    images = Prepared(data).images("train")
+    prepared = Prepared(data)
+    images = prepared.images("train")
     g = seed_everything(p.seed)
-    model = build_model(p.model.backbone, p.model.weights, p.model.dim).to(device)
+    model = build_model(p.model.backbone, p.model.weights, p.model.dim, p.model.levels,
+                        prepared.channels).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=p.train.lr)
     print(f"{len(images)} images at {p.data.res} px, batch {p.train.batch_size}, device {device}, "
           f"torch threads {torch.get_num_threads()}")

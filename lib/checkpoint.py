@@ -25,7 +25,7 @@ def save(obj, path):
 
 def save_model(model, path, params_dict):
     save({"state_dict": model.state_dict(), "backbone": model.backbone_name, "dim": model.dim,
-          "levels": getattr(model, "levels", 0),
+          "levels": getattr(model, "levels", 0), "in_chans": model.in_chans,
           "params": json.dumps(params_dict)}, path)
 
 
@@ -33,7 +33,8 @@ def load_model(path, device="cpu"):
     """Rebuild a trained network from its file (no ImageNet weights are re-read)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        model = build_model(ckpt["backbone"], weights="", dim=ckpt["dim"], levels=ckpt["levels"])
+        model = build_model(ckpt["backbone"], weights="", dim=ckpt["dim"], levels=ckpt["levels"],
+                            in_chans=ckpt.get("in_chans", 3))
         model.load_state_dict(ckpt["state_dict"])
     except FileNotFoundError:
         raise WeightsError(f"{path}: model file not found; run the train stage first") from None

@@ -11,19 +11,43 @@ import yaml
 
 from lib.errors import ParamsError
 
-DATASETS = ("textures", "folder")
 BACKBONES = ("efficientnet_lite0", "resnet18", "rgb")
+
+# Each dataset's protocol (FACTS.md, section 1), used where params say `auto`:
+# res = evaluation side and side of the views the network sees; train_res =
+# side of the stored training images the views are cropped from, as a multiple
+# of res; k = classes (folder: the lines of its classes.txt).
+PROTOCOLS = {
+    "textures": dict(res=128, train_scale=1, k=8),
+    "folder": dict(res=128, train_scale=1, k=None),
+    "cocostuff27": dict(res=320, train_scale=2, k=27),  # PiCIE: 640 px crops, views at 320
+    "cocostuff15": dict(res=128, train_scale=1.25, k=15),  # IIC: 0.33 x image, 128 px crops of it
+    "cocostuff3": dict(res=128, train_scale=1.25, k=3),
+    "cityscapes27": dict(res=320, train_scale=2, k=27),
+    "cocopersons": dict(res=128, train_scale=1, k=2),  # InfoSeg: 128 x 128
+    "potsdam": dict(res=200, train_scale=1, k=6),  # IIC: 400 px crops halved to 200
+    "potsdam3": dict(res=200, train_scale=1, k=3),
+}
+DATASETS = tuple(PROTOCOLS)
+AUTO = "auto"
 
 # key -> a type (or tuple of types) or a tuple of allowed string values
 SCHEMA = {
     "seed": int,
     "data.name": DATASETS,
     "data.root": str,
-    "data.res": int,
+    "data.res": (AUTO, int),
+    "data.train_res": (AUTO, int),
+    "data.split": ("picie", "standard"),
     "data.seed": int,
     "data.train_size": int,
     "data.val_size": int,
     "data.val_fraction": float,
+    "data.min_side": int,
+    "data.stuff_fraction": float,
+    "data.person_min_fraction": float,
+    "data.person_max_fraction": float,
+    "data.workers": int,
     "model.backbone": BACKBONES,
     "model.weights": str,
     "model.dim": int,
@@ -35,7 +59,7 @@ SCHEMA = {
     "loss.cross": bool,
     "loss.balance": bool,
     "loss.equivariance": ("cluster", "mse"),
-    "cluster.k": int,
+    "cluster.k": (AUTO, int),
     "cluster.k_over": int,
     "cluster.single": bool,
     "cluster.images": int,
@@ -51,7 +75,7 @@ SCHEMA = {
     "report.images": int,
 }
 
-POSITIVE = {"data.res", "model.dim", "cluster.k", "cluster.niter", "cluster.max_points",
+POSITIVE = {"data.res", "data.train_res", "data.min_side", "model.dim", "cluster.k", "cluster.niter", "cluster.max_points",
             "train.batch_size", "dump.train_points", "data.train_size", "data.val_size"}
 
 
@@ -81,7 +105,12 @@ def validate(raw, source="params.yaml"):
         if key not in flat:
             raise ParamsError(f"{source}: missing key '{key}'")
         value = flat[key]
-        if isinstance(spec, tuple) and all(isinstance(s, str) for s in spec):
+        what = None
+        if spec == (AUTO, int):
+            if value == AUTO:
+                continue
+            spec, what = int, "an int or 'auto'"
+        elif isinstance(spec, tuple) and all(isinstance(s, str) for s in spec):
             if value not in spec:
                 raise ParamsError(f"{source}: '{key}' is {value!r}; expected one of {', '.join(spec)}")
             continue
@@ -89,14 +118,26 @@ def validate(raw, source="params.yaml"):
         if spec is float and isinstance(value, int) and not isinstance(value, bool):
             ok = True  # 1 is a fine learning rate
         if not ok:
-            raise ParamsError(f"{source}: '{key}' must be {spec.__name__}, got {value!r} "
+            raise ParamsError(f"{source}: '{key}' must be {what or spec.__name__}, got {value!r} "
                               f"({type(value).__name__})")
         if key in POSITIVE and value <= 0:
             raise ParamsError(f"{source}: '{key}' must be positive, got {value}")
-    if flat["data.res"] % 32:
-        raise ParamsError(f"{source}: 'data.res' must be a multiple of 32 (the backbone's stride), got {flat['data.res']}")
-    if flat["data.name"] == "folder" and not flat["data.root"]:
-        raise ParamsError(f"{source}: 'data.root' must name a folder when data.name is 'folder'")
+    if flat["data.name"] != "textures" and not flat["data.root"]:
+        raise ParamsError(f"{source}: 'data.root' must name the dataset's folder when data.name is "
+                          f"'{flat['data.name']}'")
+    _resolve_auto(flat, source)
+    if flat["data.res"] % 4:
+        raise ParamsError(f"{source}: 'data.res' must be a multiple of 4 (the feature stride), got {flat['data.res']}")
+    if flat["data.train_res"] < flat["data.res"]:
+        raise ParamsError(f"{source}: 'data.train_res' ({flat['data.train_res']}) must be at least "
+                          f"'data.res' ({flat['data.res']}): views are crops of the training images")
+    for key in ("data.stuff_fraction", "data.person_min_fraction", "data.person_max_fraction"):
+        if not 0.0 <= flat[key] <= 1.0:
+            raise ParamsError(f"{source}: '{key}' must be a fraction in [0, 1], got {flat[key]}")
+    if flat["data.person_min_fraction"] > flat["data.person_max_fraction"]:
+        raise ParamsError(f"{source}: 'data.person_min_fraction' is above 'data.person_max_fraction'")
+    if flat["data.workers"] < 0:
+        raise ParamsError(f"{source}: 'data.workers' must be 0 (all cores) or a process count, got {flat['data.workers']}")
     if not 0.0 < flat["aug.crop_scale"] <= 1.0:
         raise ParamsError(f"{source}: 'aug.crop_scale' must be in (0, 1], got {flat['aug.crop_scale']}")
     if flat["cluster.k_over"] < 0:
@@ -107,6 +148,24 @@ def validate(raw, source="params.yaml"):
     for k in float_keys:
         flat[k] = float(flat[k])
     return flat
+
+
+def _resolve_auto(flat, source):
+    """Replace `auto` by the named dataset's protocol value (PROTOCOLS)."""
+    proto = PROTOCOLS[flat["data.name"]]
+    if flat["data.res"] == AUTO:
+        flat["data.res"] = proto["res"]
+    if flat["data.train_res"] == AUTO:
+        flat["data.train_res"] = round(proto["train_scale"] * flat["data.res"])
+    if flat["cluster.k"] == AUTO:
+        k = proto["k"]
+        classes = Path(flat["data.root"]) / "classes.txt"
+        if flat["data.name"] == "folder" and classes.is_file():
+            k = sum(1 for line in classes.read_text().splitlines() if line.strip())
+        if not k:
+            raise ParamsError(f"{source}: 'cluster.k: auto' needs {classes} (one class name a line); "
+                              "or set cluster.k to the number of classes you expect")
+        flat["cluster.k"] = k
 
 
 def load_params(path="params.yaml"):

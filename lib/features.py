@@ -3,20 +3,26 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from lib.transforms import resize
 
 
 def to_tensor(images, device):
-    """uint8 (B, H, W, 3) numpy -> float (B, 3, H, W) in [0, 1] on device."""
+    """uint8 (B, H, W, C) numpy -> float (B, C, H, W) in [0, 1] on device."""
     x = torch.from_numpy(np.array(images, copy=True)).to(device, non_blocking=True)
     return x.permute(0, 3, 1, 2).float().div_(255)
 
 
 @torch.no_grad()
-def iter_features(model, images, batch_size, device, desc="features"):
-    """Yield (start index, features (B, d, h, w) float32 on CPU) over images (N, H, W, 3) uint8."""
+def iter_features(model, images, batch_size, device, desc="features", size=None):
+    """Yield (start index, features (B, d, h, w) float32 on CPU) over images (N, H, W, C) uint8.
+
+    `size`: resize the images to size x size first (training images stored at
+    data.train_res are seen at data.res, as in evaluation).
+    """
     model.eval()
     for i in tqdm(range(0, len(images), batch_size), desc=desc, leave=False):
-        yield i, model(to_tensor(images[i:i + batch_size], device)).float().cpu()
+        x = to_tensor(images[i:i + batch_size], device)
+        yield i, model(x if size is None else resize(x, size)).float().cpu()
 
 
 def sample_pixel_index(n_images, h, w, n_points, seed):

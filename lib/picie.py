@@ -33,18 +33,25 @@ from lib.clustering import assign, kmeans, neg_sq_distance
 from lib.features import to_tensor
 from lib.losses import balance_weights, cluster_loss, overcluster_lambdas, prototype_scores
 from lib.models.fpn import STRIDE
-from lib.transforms import apply_geometric, photometric, sample_geometric
+from lib.transforms import apply_geometric, photometric, resize, sample_geometric
 
 
 def augment(x, p, g):
-    """Draw P1, P2 and G for a batch: returns (input of view 1, input of view 2, G or None)."""
+    """Draw P1, P2 and G for a batch: returns (input of view 1, input of view 2, G or None).
+
+    x holds training images at data.train_res; both views come out at data.res
+    (PiCIE on COCO: crops of the 640 px image for view 1, the image resized to
+    320 for view 2).
+    """
     x1 = photometric(x, g) if p.aug.photometric else x
     x2 = photometric(x, g) if p.aug.photometric else x
     theta = None
     if p.aug.geometric:
         theta = sample_geometric(x.shape[0], g, scale=(p.aug.crop_scale, 1.0))
-        x1 = apply_geometric(x1, theta, x.shape[-1])
-    return x1, x2, theta
+        x1 = apply_geometric(x1, theta, p.data.res)
+    else:
+        x1 = resize(x1, p.data.res)
+    return x1, resize(x2, p.data.res), theta
 
 
 def forward_views(model, x1, x2, theta, amp=False):

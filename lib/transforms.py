@@ -60,7 +60,12 @@ def gaussian_blur(x, sigma):
 
 
 def photometric(x, g):
-    """P(x) for a batch in [0, 1]: colour jitter (p=0.8), grayscale (p=0.2), blur (p=0.5)."""
+    """P(x) for a batch in [0, 1]: colour jitter (p=0.8), grayscale (p=0.2), blur (p=0.5).
+
+    Only the RGB channels are transformed; extra ones (Potsdam's infrared) pass unchanged.
+    """
+    if x.shape[1] > 3:
+        return torch.cat([photometric(x[:, :3], g), x[:, 3:]], 1)
     n = x.shape[0]
     dev = x.device
     x = x.clone()
@@ -111,6 +116,13 @@ def sample_geometric(n, g, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), flip_p=0.5):
 
 def identity_geometric(n):
     return torch.eye(2, 3).expand(n, 2, 3).clone()
+
+
+def resize(x, size):
+    """x (B, C, H, W) resized to size x size (antialiased), or x itself if it is that size."""
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
 def apply_geometric(x, theta, size):

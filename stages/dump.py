@@ -55,7 +55,8 @@ def main(data: str = "data/prepared", model_path: str = "models/model.pt", out: 
         tf = f.create_dataset("train/features", (len(index), model.dim), dtype="float16")
         f.create_dataset("train/index", data=index)
         starts = np.searchsorted(index[:, 0], np.arange(len(train) + 1))
-        for i, z in iter_features(model, train, p.train.batch_size, device, "dump train"):
+        for i, z in iter_features(model, train, p.train.batch_size, device, "dump train",
+                                  size=p.data.res):
             lo, hi = starts[i], starts[min(i + len(z), len(train))]
             rows = index[lo:hi]
             tf[lo:hi] = z[rows[:, 0] - i, :, rows[:, 1], rows[:, 2]].numpy().astype(np.float16)

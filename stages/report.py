@@ -22,13 +22,13 @@ def main(data: str = "data/prepared", details: str = "results/evaluation.json",
     prepared = Prepared(data)
     evaluation = json.loads(Path(details).read_text())
     preds = np.load(predictions, mmap_mode="r")
-    n = min(p.report.images, len(preds))
+    n = min(p.report.images, len(preds))  # the RGB channels are shown (not Potsdam's IR)
     pick = np.linspace(0, len(preds) - 1, n).round().astype(int)
     labels = prepared.labels("val")
     fig_dir = Path(figures)
     shutil.rmtree(fig_dir, ignore_errors=True)
     fig_dir.mkdir(parents=True)
-    plot_overlays(prepared.images("val")[pick], None if labels is None else labels[pick], preds[pick],
+    plot_overlays(prepared.images("val")[pick][..., :3], None if labels is None else labels[pick], preds[pick],
                   np.array(evaluation["mapping"]) if evaluation.get("mapping") else None,
                   evaluation["classes"], fig_dir / "overlays.png")
     plot_curves(live_dir, fig_dir / "curves.png")

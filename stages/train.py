@@ -16,7 +16,7 @@ from dvclive import Live
 from lib.checkpoint import config_hash, save, save_model
 from lib.cli import pick_device, seed_everything, user_errors
 from lib.config import as_dict, load_params
-from lib.data import Prepared
+from lib.data import DataError, Prepared
 from lib.io import write_json
 from lib.models import build_model
 from lib.picie import train_one_epoch
@@ -31,8 +31,13 @@ def main(data: str = "data/prepared", out: str = "models/model.pt", metrics: str
     print("config:\n" + yaml.safe_dump(pd, sort_keys=False), flush=True)
     device = pick_device(p.train.device)
     g = seed_everything(p.seed)
-    images = Prepared(data).images("train")
-    model = build_model(p.model.backbone, p.model.weights, p.model.dim, p.model.levels).to(device)
+    prepared = Prepared(data)
+    images = prepared.images("train")
+    if images.shape[1] != p.data.train_res:
+        raise DataError(f"{data}: training images are {images.shape[1]} px but data.train_res is "
+                        f"{p.data.train_res}; re-run the prepare stage (dvc repro)")
+    model = build_model(p.model.backbone, p.model.weights, p.model.dim, p.model.levels,
+                        prepared.channels).to(device)
     params_list = list(model.parameters())
     optimizer = torch.optim.Adam(params_list, lr=p.train.lr) if params_list else None
     print(f"{len(images)} training images, {sum(x.numel() for x in params_list) / 1e6:.2f}M parameters, "

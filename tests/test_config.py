@@ -14,17 +14,44 @@ def test_default_params_are_valid(params):
     ("loss.cross", "no", "'loss.cross' must be bool"),
     ("data.name", "imagenet", "'data.name' is 'imagenet'; expected one of textures, folder"),
     ("loss.equivariance", "l2", "'loss.equivariance' is 'l2'; expected one of cluster, mse"),
-    ("data.res", 100, "'data.res' must be a multiple of 32"),
+    ("data.res", 102, "'data.res' must be a multiple of 4"),
+    ("data.res", "big", "'data.res' must be an int or 'auto', got 'big'"),
+    ("data.train_res", 64, "'data.train_res' (64) must be at least 'data.res' (128)"),
+    ("data.train_res", 0, "'data.train_res' must be positive"),
+    ("data.split", "stego", "'data.split' is 'stego'; expected one of picie, standard"),
+    ("data.stuff_fraction", 75, "'data.stuff_fraction' must be a fraction in [0, 1], got 75"),
     ("cluster.k", 0, "'cluster.k' must be positive"),
 ])
 def test_bad_values_name_the_key(params, key, value, message):
-    with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    escaped = message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")
+    with pytest.raises(ParamsError, match=escaped):
         params(**{key: value})
 
 
-def test_folder_needs_a_root_and_rgb_needs_no_training(params):
-    with pytest.raises(ParamsError, match="'data.root' must name a folder"):
-        params(**{"data.name": "folder"})
+@pytest.mark.parametrize("name, res, train_res, k", [
+    ("textures", 128, 128, 8), ("cocostuff27", 320, 640, 27), ("cocostuff15", 128, 160, 15),
+    ("cocostuff3", 128, 160, 3), ("cityscapes27", 320, 640, 27), ("cocopersons", 128, 128, 2),
+    ("potsdam", 200, 200, 6), ("potsdam3", 200, 200, 3),
+])
+def test_auto_takes_the_protocol_of_the_dataset(params, name, res, train_res, k):
+    p, _ = params(**{"data.name": name, "data.root": "/data/x"})
+    assert (p.data.res, p.data.train_res, p.cluster.k) == (res, train_res, k)
+    p, _ = params(**{"data.name": name, "data.root": "/data/x", "data.res": 64, "cluster.k": 5})
+    assert (p.data.res, p.data.train_res, p.cluster.k) == (64, round(64 * train_res / res), 5)
+
+
+def test_real_datasets_and_folders_need_a_root_and_rgb_needs_no_training(params):
+    for name in ("folder", "cocostuff27", "cityscapes27", "potsdam"):
+        with pytest.raises(ParamsError, match=f"'data.root' must name the dataset's folder when data.name is '{name}'"):
+            params(**{"data.name": name})
+    with pytest.raises(ParamsError, match="'cluster.k: auto' needs /x/classes.txt"):
+        params(**{"data.name": "folder", "data.root": "/x"})
+
+
+def test_auto_k_of_a_folder_counts_its_classes(params, tmp_path):
+    (tmp_path / "classes.txt").write_text("sky\ntree\n\ncar\n")
+    p, _ = params(**{"data.name": "folder", "data.root": str(tmp_path)})
+    assert p.cluster.k == 3
     with pytest.raises(ParamsError, match="set 'train.epochs: 0'"):
         params(**{"model.backbone": "rgb"})
 

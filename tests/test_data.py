@@ -60,7 +60,7 @@ def test_folder_prepare_resizes_crops_and_splits(params, tmp_path):
 
 def test_folder_without_labels_or_class_list(params, tmp_path):
     root = _folder(tmp_path / "ds", labels=False, classes=None, things=None)
-    p, _ = params(**{"data.name": "folder", "data.root": str(root), "data.res": 32})
+    p, _ = params(**{"data.name": "folder", "data.root": str(root), "data.res": 32, "cluster.k": 3})
     out = tmp_path / "prep"
     out.mkdir()
     meta = prepare(p, out)
@@ -68,7 +68,7 @@ def test_folder_without_labels_or_class_list(params, tmp_path):
 
 
 def _expect_error(params, tmp_path, root, pattern):
-    p, ppath = params(**{"data.name": "folder", "data.root": str(root), "data.res": 32})
+    p, ppath = params(**{"data.name": "folder", "data.root": str(root), "data.res": 32, "cluster.k": 3})
     out, metrics = tmp_path / "out" / "prepared", tmp_path / "out" / "prepare.json"
     with pytest.raises(SystemExit) as e:
         prepare_stage.main(out=str(out), metrics=str(metrics), params=str(ppath))
@@ -96,7 +96,7 @@ def test_label_of_the_wrong_size_is_named(params, tmp_path):
 def test_class_id_above_the_class_count_is_named(params, tmp_path):
     root = _folder(tmp_path / "ds")
     Image.fromarray(np.full((30, 40), 7, np.uint8)).save(root / "labels" / "im1.png")
-    _expect_error(params, tmp_path, root, r"labels/im1.png: class id 7 is out of range: classes.txt lists 3")
+    _expect_error(params, tmp_path, root, r"labels/im1.png: label id 7 is outside the range of .*classes.txt \(3 classes")
 
 
 def test_empty_and_missing_folders_are_named(params, tmp_path):

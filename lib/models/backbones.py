@@ -15,6 +15,14 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def adapt_stem(weight, in_chans):
+    """An RGB stem's weights for `in_chans` inputs (Potsdam's RGB + IR): timm's rule,
+    repeating the RGB filters and rescaling so activations keep their magnitude."""
+    from timm.models import adapt_input_conv
+
+    return weight if in_chans == 3 else adapt_input_conv(in_chans, weight)
+
+
 def _read_state_dict(path):
     path = Path(path)
     if not path.is_file():
@@ -35,7 +43,7 @@ class ResNet18(nn.Module):
 
     channels = (64, 128, 256, 512)
 
-    def __init__(self, weights=""):
+    def __init__(self, weights="", in_chans=3):
         super().__init__()
         import torchvision
 
@@ -50,6 +58,10 @@ class ResNet18(nn.Module):
             if missing:
                 raise WeightsError(f"model.weights: {weights} is not a torchvision ResNet-18 state dict "
                                    f"(missing {len(missing)} keys, e.g. {missing[0]})")
+        if in_chans != 3:
+            conv = nn.Conv2d(in_chans, 64, 7, 2, 3, bias=False)
+            conv.weight.data = adapt_stem(net.conv1.weight.data, in_chans)
+            net.conv1 = conv
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
 
@@ -97,14 +109,15 @@ class EfficientNetLite0(nn.Module):
 
     channels = (24, 40, 112, 320)
 
-    def __init__(self, weights=""):
+    def __init__(self, weights="", in_chans=3):
         super().__init__()
         import timm
 
         self.net = timm.create_model("efficientnet_lite0", pretrained=False, features_only=True,
-                                     out_indices=(1, 2, 3, 4))
+                                     out_indices=(1, 2, 3, 4), in_chans=in_chans)
         if weights:
             sd = efficientnet_lite0_state_dict(None if weights == "imagenet" else weights)
+            sd["conv_stem.weight"] = adapt_stem(sd["conv_stem.weight"], in_chans)
             missing, _ = self.net.load_state_dict(sd, strict=False)
             if missing:
                 raise WeightsError(f"model.weights: missing efficientnet_lite0 keys, e.g. {missing[0]}")

@@ -32,17 +32,26 @@ class FPN(nn.Module):
         return top
 
 
-class SegmentationNet(nn.Module):
-    """Image in [0, 1] (B, 3, H, W) -> unit-norm features (B, dim, H/4, W/4)."""
+def _channel_stats(in_chans):
+    """ImageNet mean/std for RGB; extra channels (infrared) get the RGB average."""
+    extra = in_chans - 3
+    mean = IMAGENET_MEAN + (sum(IMAGENET_MEAN) / 3,) * extra
+    std = IMAGENET_STD + (sum(IMAGENET_STD) / 3,) * extra
+    return torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
 
-    def __init__(self, backbone="efficientnet_lite0", weights="imagenet", dim=128, levels=4):
+
+class SegmentationNet(nn.Module):
+    """Image in [0, 1] (B, C, H, W) -> unit-norm features (B, dim, H/4, W/4); C = 3, or 4 with IR."""
+
+    def __init__(self, backbone="efficientnet_lite0", weights="imagenet", dim=128, levels=4, in_chans=3):
         super().__init__()
         self.backbone_name = backbone
-        self.dim, self.levels = dim, levels
-        self.backbone = BACKBONES[backbone](weights)
+        self.dim, self.levels, self.in_chans = dim, levels, in_chans
+        self.backbone = BACKBONES[backbone](weights, in_chans)
         self.fpn = FPN(self.backbone.channels[:levels], dim)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        mean, std = _channel_stats(in_chans)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
 
     def forward(self, x):
         x = (x - self.mean) / self.std
@@ -50,16 +59,19 @@ class SegmentationNet(nn.Module):
 
 
 class RawRGB(nn.Module):
-    """The raw-RGB baseline: a pixel's 'feature' is its colour, averaged over the stride."""
+    """The raw-RGB baseline: a pixel's 'feature' is its colour (and IR), averaged over the stride."""
 
     backbone_name = "rgb"
-    dim = 3
+
+    def __init__(self, in_chans=3):
+        super().__init__()
+        self.dim = self.in_chans = in_chans
 
     def forward(self, x):
         return F.avg_pool2d(x, STRIDE)
 
 
-def build_model(backbone, weights="", dim=128, levels=4):
+def build_model(backbone, weights="", dim=128, levels=4, in_chans=3):
     if backbone == "rgb":
-        return RawRGB()
-    return SegmentationNet(backbone, weights, dim, levels)
+        return RawRGB(in_chans)
+    return SegmentationNet(backbone, weights, dim, levels, in_chans)
