@@ -6,8 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
 import yaml
 
+from tests import fixtures
 from tests.conftest import ROOT
 
 TINY = {
@@ -99,3 +102,27 @@ def test_folder_of_unlabelled_images_runs_end_to_end(tmp_path):
     report = (repo / "reports/report.md").read_text()
     assert "No labels" in report and (repo / "reports/figures/overlays.png").is_file()
     assert np.load(repo / "results/predictions.npy").max() < 4
+
+
+@pytest.mark.parametrize("name, build, extra", [
+    ("cocostuff27", lambda root: fixtures.cocostuff_small(root), {"min_side": 40}),
+    ("cityscapes27", lambda root: fixtures.cityscapes(root), {}),
+    ("cocopersons", lambda root: fixtures.cocopersons(root), {"person_min_fraction": 0.0, "res": 40}),
+    ("potsdam", lambda root: fixtures.potsdam(root), {"res": 40}),
+])
+def test_one_epoch_repro_on_each_benchmark_fixture(tmp_path, name, build, extra):
+    """`data.name` + `data.root` pointing at the official layout is all `dvc repro` needs."""
+    repo, env = _project(tmp_path)
+    build(tmp_path / "download")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"].update(name=name, root=str(tmp_path / "download"), train_res="auto", **extra)
+    params["cluster"]["k"] = "auto"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run([sys.executable, "-m", "dvc", "repro"], repo, env)
+    metrics = json.loads((repo / "metrics/eval.json").read_text())
+    prep = json.loads((repo / "metrics/prepare.json").read_text())
+    assert 0 <= metrics["acc"] <= 100 and metrics["val_images"] == prep["val_images"] > 0
+    meta = json.loads((repo / "data/prepared/meta.json").read_text())
+    k = {"cocostuff27": 27, "cityscapes27": 27, "cocopersons": 2, "potsdam": 6}[name]
+    assert len(meta["classes"]) == k and np.load(repo / "models/centroids.npy").shape[0] == k
+    assert (repo / "reports/figures/overlays.png").is_file()

@@ -42,7 +42,9 @@ def colour_table(merge):
 
 
 def decode_labels(rgb, path, merge):
-    code = (rgb[..., 0] > 127) * 4 + (rgb[..., 1] > 127) * 2 + (rgb[..., 2] > 127)
+    # uint8 throughout: a 6000 x 6000 tile in int64 would cost 288 MB per array
+    code = ((rgb[..., 0] > 127).astype(np.uint8) << 2) | ((rgb[..., 1] > 127).astype(np.uint8) << 1)
+    code |= (rgb[..., 2] > 127).astype(np.uint8)
     lut, valid = colour_table(merge)
     present = np.flatnonzero(np.bincount(code.ravel(), minlength=8))
     bad = present[~valid[present]]
