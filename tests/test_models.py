@@ -77,3 +77,24 @@ def test_bad_weights_give_clear_errors(tmp_path):
     junk.write_bytes(np.arange(100, dtype=np.uint8).tobytes())
     with pytest.raises(WeightsError, match="cannot read"):
         build_model("resnet18", weights=str(junk))
+
+
+@pytest.mark.parametrize("backbone", ["efficientnet_lite0", "resnet18"])
+def test_four_channel_input_at_a_side_not_divisible_by_32(backbone):
+    """Potsdam: R, G, B, IR at 200 px (stride-32 maps of 6.25 px are rounded by the FPN)."""
+    torch.manual_seed(0)
+    model = build_model(backbone, weights="", dim=8, in_chans=4)
+    z = model(torch.rand(2, 4, 200, 200))
+    assert z.shape == (2, 8, 50, 50) and torch.isfinite(z).all()
+    z.sum().backward()
+    assert all(q.grad is not None for q in model.parameters())
+    assert build_model("rgb", in_chans=4)(torch.rand(1, 4, 8, 8)).shape == (1, 4, 2, 2)
+
+
+def test_imagenet_stem_widened_for_infrared_keeps_rgb_filters_shape():
+    """The 4-channel stem is timm's adaptation of the real RGB filters, not a random one."""
+    rgb = efficientnet_lite0_state_dict()["conv_stem.weight"]
+    model = build_model("efficientnet_lite0", weights="imagenet", dim=8, in_chans=4)
+    stem = model.backbone.net.conv_stem.weight.detach()
+    assert stem.shape == (32, 4, 3, 3)
+    assert torch.allclose(stem[:, :3], rgb * 3 / 4) and torch.allclose(stem[:, 3], rgb[:, 0] * 3 / 4)

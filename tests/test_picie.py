@@ -79,3 +79,18 @@ def test_non_finite_loss_stops_training(params):
         model.fpn.lateral[0].bias.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="non-finite"):
         train_one_epoch(model, images, opt, p, torch.Generator().manual_seed(0), torch.device("cpu"), 0)
+
+
+def test_views_are_cut_from_larger_training_images_at_res(params):
+    """PiCIE on COCO: images stored at 640, view 1 a crop of them at 320, view 2 the image at 320."""
+    p, _ = params(**TINY, **{"data.train_res": 64, "aug.photometric": False})
+    x = to_tensor(make_split(4, 64, 0)[0], "cpu")
+    x1, x2, theta = augment(x, p, torch.Generator().manual_seed(0))
+    assert x1.shape == x2.shape == (4, 3, 32, 32) and theta is not None
+    assert torch.allclose(x2, torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", antialias=True))
+    p, _ = params(**TINY, **{"data.train_res": 64})
+    model = build_model("efficientnet_lite0", "", 16)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    stats, _ = train_one_epoch(model, make_split(16, 64, 0)[0], opt, p, torch.Generator().manual_seed(0),
+                               torch.device("cpu"), 0)
+    assert np.isfinite(stats["loss"])

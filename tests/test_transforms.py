@@ -69,3 +69,10 @@ def test_gaussian_blur_uses_each_images_sigma():
     r2 = ((torch.arange(21.0) - 10) ** 2)
     var = (y[1, 0].sum(0) * r2).sum()
     assert abs(var.item() - 4.0) < 0.2
+
+
+def test_photometric_leaves_infrared_untouched():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 4, 16, 16)
+    y = photometric(x, g)
+    assert y.shape == x.shape and torch.equal(y[:, 3], x[:, 3]) and not torch.equal(y[:, :3], x[:, :3])

@@ -7,7 +7,7 @@ from lib.errors import DataError
 
 IGNORE = 255  # label value of unlabelled pixels, in every dataset
 
-__all__ = ["IGNORE", "DataError", "square", "lookup", "map_labels", "open_image", "require"]
+__all__ = ["IGNORE", "DataError", "square", "lookup", "map_labels", "open_image", "require", "load_pair"]
 
 
 def square(im, side, resample, scale=None, fill=0):
