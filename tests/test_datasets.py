@@ -254,3 +254,15 @@ def test_prepare_stage_reports_counts_and_frequencies(params, tmp_path):
     assert abs(sum(v for k, v in m.items() if k.startswith("freq_")) - 1) < 1e-4
     assert m["freq_sky"] > m["freq_person"] > 0 and m["freq_water"] == 0
     assert m == pixel_stats(Prepared(out))
+
+
+def test_potsdam_missing_label_tile_and_folder_show_the_layout(params, tmp_path):
+    fixtures.potsdam(tmp_path / "potsdam")
+    (tmp_path / "potsdam/5_Labels_all/top_potsdam_2_10_label.tif").unlink()
+    p, _ = params(**{"data.name": "potsdam", "data.root": str(tmp_path / "potsdam"), "data.res": 40})
+    with pytest.raises(DataError, match=r"5_Labels_all/top_potsdam_2_10_label.tif: label tile not found for "
+                                        r".*top_potsdam_2_10_RGBIR.tif. Expected layout:\nROOT/4_Ortho_RGBIR/"):
+        _run(p, tmp_path)
+    p, _ = params(**{"data.name": "potsdam", "data.root": str(tmp_path)})
+    with pytest.raises(DataError, match=r"4_Ortho_RGBIR: folder not found. Expected layout"):
+        _run(p, tmp_path, "again")
