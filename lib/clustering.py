@@ -75,3 +75,11 @@ def neg_sq_distance(z, mu):
     mu = mu.to(z)
     return 2 * torch.einsum("bdhw,kd->bkhw", z, mu) - (mu * mu).sum(1).view(1, -1, 1, 1) \
         - (z * z).sum(1, keepdim=True)
+
+
+def predict_clusters(z, mu, size):
+    """Cluster id per pixel: nearest centroid, scores upsampled bilinearly to size x size (as evaluated)."""
+    import torch.nn.functional as F
+
+    return F.interpolate(neg_sq_distance(z, mu.to(z)), size=(size, size), mode="bilinear",
+                         align_corners=False).argmax(1)

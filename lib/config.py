@@ -72,11 +72,18 @@ SCHEMA = {
     "train.device": ("auto", "cpu", "cuda"),
     "train.amp": bool,
     "dump.train_points": int,
+    "probe.epochs": int,
+    "probe.lr": float,
+    "probe.normalize": bool,
+    "retrain.init": ("picie", "weights", "random"),
+    "retrain.epochs": int,
+    "retrain.lr": float,
     "report.images": int,
+    "report.neighbours": int,
 }
 
 POSITIVE = {"data.res", "data.train_res", "data.min_side", "model.dim", "cluster.k", "cluster.niter", "cluster.max_points",
-            "train.batch_size", "dump.train_points", "data.train_size", "data.val_size"}
+            "train.batch_size", "dump.train_points", "data.train_size", "data.val_size", "probe.lr", "retrain.lr"}
 
 
 def _flatten(d, prefix=""):

@@ -55,10 +55,14 @@ def scores(conf, classes=None):
     return float(acc), iou, miou
 
 
-def evaluate_histogram(hist, class_names, things=(), stuff=()):
-    """Flat metrics in percent (acc, miou, iou_<class>, things_*, stuff_*) and the matching."""
-    mapping = hungarian(hist)
-    conf = matched_confusion(hist, mapping)
+def majority(hist):
+    """Each cluster's majority ground-truth class (-1 for a cluster with no labelled pixel): Fig. 3's colours."""
+    hist = np.asarray(hist)
+    return np.where(hist.sum(0) > 0, hist.argmax(0), -1)
+
+
+def flat_scores(conf, class_names, things=(), stuff=()):
+    """Flat metrics in percent (acc, miou, iou_<class>, things_*, stuff_*) of a class x class confusion."""
     acc, iou, miou = scores(conf)
     out = {"acc": 100 * acc, "miou": 100 * miou}
     for name, value in zip(class_names, iou):
@@ -67,5 +71,11 @@ def evaluate_histogram(hist, class_names, things=(), stuff=()):
         if len(ids):
             a, _, m = scores(conf, ids)
             out[f"{part}_acc"], out[f"{part}_miou"] = 100 * a, 100 * m
-    out = {k: (round(v, 4) if np.isfinite(v) else None) for k, v in out.items()}
-    return out, mapping, conf
+    return {k: (round(v, 4) if np.isfinite(v) else None) for k, v in out.items()}
+
+
+def evaluate_histogram(hist, class_names, things=(), stuff=()):
+    """Hungarian-matched flat metrics of a class x cluster histogram, the matching and its confusion."""
+    mapping = hungarian(hist)
+    conf = matched_confusion(hist, mapping)
+    return flat_scores(conf, class_names, things, stuff), mapping, conf

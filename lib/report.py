@@ -81,7 +81,8 @@ def plot_curves(live_dir, path):
 
 
 def plot_overlays(images, labels, preds, mapping, classes, path, alpha=0.55):
-    """Rows of: image | ground truth | prediction (clusters in matched-class colours) | overlay."""
+    """Rows of: image | ground truth | prediction | overlay; cluster j is drawn in the colour of
+    class mapping[j] (the report passes each cluster's majority class, as the paper's Fig. 3)."""
     n = len(images)
     class_col = palette(max(len(classes), 1))
     k = int(preds.max()) + 1 if mapping is None else len(mapping)
@@ -114,7 +115,23 @@ def fmt(v):
     return "n/a" if v is None else f"{v:.2f}"
 
 
-def markdown(meta, params, train_metrics, evaluation, figures):
+def readout_lines(readouts):
+    """Tables 7 and 8: the linear probe and supervised re-training, where they ran."""
+    probe, retrain = readouts.get("probe", {}), readouts.get("retrain", {})
+    if not (probe.get("labelled") or retrain.get("labelled")):
+        return []
+    lines = ["## What the representation is worth (supervised read-outs, %)", "",
+             "| read-out | acc | mIoU |", "|---|---|---|"]
+    if probe.get("labelled"):
+        lines.append(f"| linear probe on frozen features (Table 7) | {fmt(probe['acc'])} | {fmt(probe['miou'])} |")
+    if retrain.get("labelled"):
+        lines += [f"| re-trained network, its head (Table 8) | {fmt(retrain['acc'])} | {fmt(retrain['miou'])} |",
+                  f"| re-trained network, k-means + matching (C-Acc, C-mIoU) | {fmt(retrain['c_acc'])} | "
+                  f"{fmt(retrain['c_miou'])} |"]
+    return lines + [""]
+
+
+def markdown(meta, params, train_metrics, evaluation, figures, readouts=None, neighbours=False, seeds=None):
     """The report's text: what was run, what it scored, and where the pictures are."""
     lines = [f"# Unsupervised segmentation report: {meta['name']}", ""]
     lines += [f"- dataset: `{meta['name']}`, {meta['splits'].get('train', 0)} training and "
@@ -146,8 +163,17 @@ def markdown(meta, params, train_metrics, evaluation, figures):
         lines += ["", f"![confusion matrix]({figures['confusion']})", ""]
     else:
         lines += ["No labels: nothing scored. The overlays show the discovered segments.", ""]
+    lines += readout_lines(readouts or {})
+    if seeds:
+        lines += [f"Mean and spread over seeds: [{seeds}]({seeds}).", ""]
     lines += ["## Training curves", "", f"![training curves]({figures['curves']})", "",
               "## Validation images", "",
-              "Each cluster is drawn in the colour of the class it was matched to.", "",
+              "Each cluster is drawn in the colour of its majority ground-truth class (as the paper's Figure 3)"
+              if m else "Each cluster has its own colour.", "",
               f"![overlays]({figures['overlays']})", ""]
+    if neighbours:
+        lines += ["## Nearest neighbours", "",
+                  "For random validation pixels (red box, left), the sampled training pixels whose features are "
+                  "nearest (cosine similarity above each); boxes are drawn 4 strides wide (as the paper's Figure 4).",
+                  "", f"![nearest neighbours]({figures['neighbours']})", ""]
     return "\n".join(lines)

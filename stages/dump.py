@@ -19,7 +19,7 @@ from lib.checkpoint import file_digest, load_model
 from lib.cli import pick_device, user_errors
 from lib.config import as_dict, load_params
 from lib.data import Prepared
-from lib.features import iter_features, sample_pixel_index
+from lib.features import gather_pixel_features, iter_features, sample_pixel_index
 from lib.io import atomic_path
 from lib.models.fpn import STRIDE
 
@@ -54,12 +54,7 @@ def main(data: str = "data/prepared", model_path: str = "models/model.pt", out: 
         index = sample_pixel_index(len(train), fres, fres, p.dump.train_points, p.seed)
         tf = f.create_dataset("train/features", (len(index), model.dim), dtype="float16")
         f.create_dataset("train/index", data=index)
-        starts = np.searchsorted(index[:, 0], np.arange(len(train) + 1))
-        for i, z in iter_features(model, train, p.train.batch_size, device, "dump train",
-                                  size=p.data.res):
-            lo, hi = starts[i], starts[min(i + len(z), len(train))]
-            rows = index[lo:hi]
-            tf[lo:hi] = z[rows[:, 0] - i, :, rows[:, 1], rows[:, 2]].numpy().astype(np.float16)
+        gather_pixel_features(model, train, index, p.train.batch_size, device, p.data.res, out=tf, desc="dump train")
         shapes = vf.shape, tf.shape
         f.attrs["val_shape"], f.attrs["train_shape"] = shapes
     print(f"dumped {shapes[0]} val and {shapes[1]} train features -> {out}")

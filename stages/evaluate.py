@@ -8,11 +8,10 @@ partitions. Without labels, only the predictions are written.
 import h5py
 import numpy as np
 import torch
-import torch.nn.functional as F
 import typer
 
 from lib.cli import user_errors
-from lib.clustering import neg_sq_distance
+from lib.clustering import predict_clusters
 from lib.config import load_params
 from lib.data import Prepared
 from lib.io import atomic_path, write_json
@@ -38,8 +37,7 @@ def main(data: str = "data/prepared", features: str = "features/features.h5",
         preds = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(vf), res, res))
         for i in range(0, len(vf), 64):
             z = torch.from_numpy(vf[i:i + 64].astype(np.float32))
-            s = F.interpolate(neg_sq_distance(z, mu), size=(res, res), mode="bilinear", align_corners=False)
-            preds[i:i + len(z)] = s.argmax(1).numpy().astype(np.uint8)
+            preds[i:i + len(z)] = predict_clusters(z, mu, res).numpy().astype(np.uint8)
             if labels is not None and n_classes:
                 hist += histogram(labels[i:i + len(z)], preds[i:i + len(z)], n_classes, k)
         preds.flush()
@@ -50,7 +48,8 @@ def main(data: str = "data/prepared", features: str = "features/features.h5",
     if detail["labelled"]:
         scored, mapping, conf = evaluate_histogram(hist, prepared.classes, prepared.things, prepared.stuff)
         out.update(scored)
-        detail.update(mapping=mapping.tolist(), confusion=conf.tolist(), things=prepared.things,
+        detail.update(mapping=mapping.tolist(), confusion=conf.tolist(), histogram=hist.tolist(),
+                      things=prepared.things,
                       stuff=prepared.stuff, metrics=scored)
         plot_confusion(conf, prepared.classes, confusion_png)
         print(f"acc {out['acc']:.2f}  mIoU {out['miou']:.2f}  ({out['val_images']} validation images)")

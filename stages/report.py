@@ -1,4 +1,4 @@
-"""Stage `report`: reports/report.md with scores, curves and colour overlays."""
+"""Stage `report`: reports/report.md with scores, read-outs, curves, colour overlays and neighbours."""
 import json
 import shutil
 from pathlib import Path
@@ -10,13 +10,20 @@ from lib.cli import user_errors
 from lib.config import as_dict, load_params
 from lib.data import Prepared
 from lib.io import atomic_path
+from lib.metrics import majority
+from lib.models.fpn import STRIDE
+from lib.neighbours import nearest, plot_neighbours
 from lib.report import markdown, plot_curves, plot_overlays
+
+NEIGHBOURS = 5  # training patches shown per query pixel
 
 
 @user_errors
 def main(data: str = "data/prepared", details: str = "results/evaluation.json",
          predictions: str = "results/predictions.npy", train_metrics: str = "metrics/train.json",
          live_dir: str = "reports/train", confusion_png: str = "reports/confusion.png",
+         probe_metrics: str = "metrics/probe.json", retrain_metrics: str = "metrics/retrain.json",
+         features: str = "features/features.h5", seeds: str = "reports/seeds.md",
          out: str = "reports/report.md", figures: str = "reports/figures", params: str = "params.yaml"):
     p = load_params(params)
     prepared = Prepared(data)
@@ -28,13 +35,22 @@ def main(data: str = "data/prepared", details: str = "results/evaluation.json",
     fig_dir = Path(figures)
     shutil.rmtree(fig_dir, ignore_errors=True)
     fig_dir.mkdir(parents=True)
+    # the paper's Figure 3: each cluster in the colour of its majority ground-truth class
+    colours = majority(evaluation["histogram"]) if evaluation.get("histogram") else None
     plot_overlays(prepared.images("val")[pick][..., :3], None if labels is None else labels[pick], preds[pick],
-                  np.array(evaluation["mapping"]) if evaluation.get("mapping") else None,
-                  evaluation["classes"], fig_dir / "overlays.png")
+                  colours, evaluation["classes"], fig_dir / "overlays.png")
     plot_curves(live_dir, fig_dir / "curves.png")
     rel = {"overlays": "figures/overlays.png", "curves": "figures/curves.png",
-           "confusion": Path(confusion_png).name}
-    text = markdown(prepared.meta, as_dict(p), json.loads(Path(train_metrics).read_text()), evaluation, rel)
+           "confusion": Path(confusion_png).name, "neighbours": "figures/neighbours.png"}
+    if p.report.neighbours:
+        queries, neighbours, sims = nearest(features, p.report.neighbours, NEIGHBOURS, p.seed)
+        plot_neighbours(prepared.images("val"), prepared.images("train"), queries, neighbours, sims, STRIDE,
+                        fig_dir / "neighbours.png", labels, evaluation["classes"])
+    readouts = {name: json.loads(Path(f).read_text()) for name, f in
+                (("probe", probe_metrics), ("retrain", retrain_metrics)) if Path(f).is_file()}
+    text = markdown(prepared.meta, as_dict(p), json.loads(Path(train_metrics).read_text()), evaluation, rel,
+                    readouts, neighbours=p.report.neighbours > 0,
+                    seeds=Path(seeds).name if Path(seeds).is_file() else None)
     with atomic_path(out) as tmp:
         tmp.write_text(text)
     print(f"report -> {out}")

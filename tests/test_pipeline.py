@@ -63,7 +63,12 @@ def test_repro_then_ablation_then_metrics_diff(tmp_path):
                      "reports/confusion.png", "reports/figures/overlays.png", "reports/figures/curves.png",
                      "reports/train/plots/metrics/train/loss.tsv"):
         assert (repo / artifact).is_file(), artifact
-    assert "acc" in (repo / "reports/report.md").read_text()
+    report = (repo / "reports/report.md").read_text()
+    assert "acc" in report and "linear probe" in report and "C-Acc" in report
+    assert (repo / "reports/figures/neighbours.png").is_file()
+    for stage, keys in (("probe", ("acc", "miou", "iou_brick")), ("retrain", ("acc", "miou", "c_acc", "c_miou"))):
+        m = json.loads((repo / f"metrics/{stage}.json").read_text())
+        assert m["labelled"] == 1 and all(0 <= m[k] <= 100 for k in keys), (stage, m)
     _run(["git", "add", "-A"], repo, env)
     _run(["git", "commit", "-qm", "baseline"], repo, env)
 
@@ -101,6 +106,8 @@ def test_folder_of_unlabelled_images_runs_end_to_end(tmp_path):
     assert metrics == {"val_images": 2}
     report = (repo / "reports/report.md").read_text()
     assert "No labels" in report and (repo / "reports/figures/overlays.png").is_file()
+    assert json.loads((repo / "metrics/probe.json").read_text()) == {"labelled": 0}
+    assert json.loads((repo / "metrics/retrain.json").read_text()) == {"labelled": 0}
     assert np.load(repo / "results/predictions.npy").max() < 4
 
 

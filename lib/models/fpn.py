@@ -53,9 +53,11 @@ class SegmentationNet(nn.Module):
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
 
-    def forward(self, x):
+    def forward(self, x, normalize=True):
+        """normalize=False: the FPN output before L2 normalisation (the probe's raw-feature variant)."""
         x = (x - self.mean) / self.std
-        return F.normalize(self.fpn(self.backbone(x)[: self.levels]), dim=1)
+        z = self.fpn(self.backbone(x)[: self.levels])
+        return F.normalize(z, dim=1) if normalize else z
 
 
 class RawRGB(nn.Module):
@@ -67,7 +69,7 @@ class RawRGB(nn.Module):
         super().__init__()
         self.dim = self.in_chans = in_chans
 
-    def forward(self, x):
+    def forward(self, x, normalize=True):
         return F.avg_pool2d(x, STRIDE)
 
 

@@ -1,0 +1,53 @@
+"""Segment your own images with a trained run (a command, not a DVC stage).
+
+    python -m stages.predict photos/ more/img.jpg --out predictions/
+
+Writes predictions/labels/<name>.png (matched class ids where the run was
+scored with labels, else cluster ids), predictions/overlays/<name>.jpg
+(colour overlay with a legend of the classes or clusters shown), and
+predictions/skipped.txt listing the files that could not be read.
+"""
+import json
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import torch
+import typer
+
+from lib.checkpoint import load_model
+from lib.cli import pick_device, user_errors
+from lib.errors import DataError
+from lib.io import atomic_path
+from lib.predict import collect, run
+
+
+@user_errors
+def main(images: List[str] = typer.Argument(..., help="image files and/or folders of images"),
+         out: str = "predictions", model_path: str = "models/model.pt", centroids: str = "models/centroids.npy",
+         evaluation: str = "results/evaluation.json", batch_size: int = 16, device: str = "auto",
+         res: int = typer.Option(0, help="short side the images are resized to (0: the run's data.res)")):
+    dev = pick_device(device)
+    model, run_params = load_model(model_path, dev)
+    if getattr(model, "in_chans", 3) != 3:
+        raise DataError(f"{model_path} takes {model.in_chans} channels (R, G, B, IR); predict reads RGB images")
+    mu = torch.from_numpy(np.load(centroids)).float()
+    mapping, classes = None, None
+    ev = Path(evaluation)
+    if ev.is_file():
+        detail = json.loads(ev.read_text())
+        if detail.get("mapping") and len(detail["mapping"]) == len(mu):
+            mapping, classes = detail["mapping"], detail["classes"]
+    files = collect(images)
+    side = res or run_params["data"]["res"]
+    print(f"{len(files)} images, short side {side} px, {len(mu)} clusters"
+          f"{', named by ' + evaluation if mapping else ''}, device {dev}", flush=True)
+    written, skipped = run(files, out, model, mu, side, batch_size, dev, mapping, classes)
+    with atomic_path(Path(out) / "skipped.txt") as tmp:
+        tmp.write_text("".join(f"{f}\t{why}\n" for f, why in skipped))
+    print(f"{written} segmented -> {out}/labels, {out}/overlays; {len(skipped)} skipped"
+          f"{' (see ' + out + '/skipped.txt)' if skipped else ''}")
+
+
+if __name__ == "__main__":
+    typer.run(main)

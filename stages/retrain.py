@@ -1,0 +1,68 @@
+"""Stage `retrain` (PiCIE Table 8): supervised training of the whole network from the unsupervised one.
+
+retrain.init: picie (models/model.pt, the default: does the unsupervised
+training give a better start?) | weights (model.weights, e.g. ImageNet) |
+random. Scored by the network's own head (acc, mIoU) and, as the paper's
+C-Acc / C-mIoU, by k-means (cluster.k) on its features with Hungarian matching.
+"""
+import time
+
+import torch
+import typer
+
+from lib.checkpoint import load_model, save, save_model
+from lib.clustering import kmeans, neg_sq_distance
+from lib.cli import pick_device, seed_everything, user_errors
+from lib.config import as_dict, load_params
+from lib.data import Prepared
+from lib.features import gather_pixel_features, sample_pixel_index
+from lib.io import write_json
+from lib.metrics import evaluate_histogram, flat_scores
+from lib.models import build_model
+from lib.models.fpn import STRIDE
+from lib.readout import class_histogram, fit_supervised
+
+
+@user_errors
+def main(data: str = "data/prepared", model_path: str = "models/model.pt", out: str = "models/retrained.pt",
+         metrics: str = "metrics/retrain.json", params: str = "params.yaml"):
+    p = load_params(params)
+    device = pick_device(p.train.device)
+    g = seed_everything(p.seed)
+    prepared = Prepared(data)
+    train, train_labels, val_labels = prepared.images("train"), prepared.labels("train"), prepared.labels("val")
+    if train_labels is None or val_labels is None or not prepared.classes:
+        print("retrain: the dataset has no training or validation labels; nothing to train with")
+        write_json(metrics, {"labelled": 0})
+        save({"labelled": False}, out)  # the declared output exists; it holds no model
+        return
+    if p.retrain.init == "picie":
+        net, _ = load_model(model_path, device)
+    else:
+        net = build_model(p.model.backbone, p.model.weights if p.retrain.init == "weights" else "", p.model.dim,
+                          p.model.levels, prepared.channels).to(device)
+    n = len(prepared.classes)
+    t = time.perf_counter()
+    model, history = fit_supervised(net, train, train_labels, n, p, g, device)
+    val = prepared.images("val")
+    bs, res = p.train.batch_size, p.data.res
+    scores = flat_scores(class_histogram(model, val, val_labels, n, n, bs, device, res, "retrain score"),
+                         prepared.classes, prepared.things, prepared.stuff)
+    # C-Acc / C-mIoU: the retrained features clustered and matched like the unsupervised ones
+    fres = res // STRIDE
+    index = sample_pixel_index(len(train), fres, fres, p.dump.train_points, p.seed)
+    feats = gather_pixel_features(net, train, index, bs, device, res, desc="retrain features")
+    mu = kmeans(torch.from_numpy(feats).to(device), p.cluster.k, p.cluster.niter, p.seed)
+    hist = class_histogram(lambda x: neg_sq_distance(net(x), mu), val, val_labels, n, p.cluster.k, bs, device, res,
+                           "retrain clusters")
+    clustered, _, _ = evaluate_histogram(hist, prepared.classes, prepared.things, prepared.stuff)
+    save_model(net, out, as_dict(p))
+    summary = {"labelled": 1, **scores, "c_acc": clustered["acc"], "c_miou": clustered["miou"],
+               "final_loss": round(history[-1], 5) if history else None, "time_s": round(time.perf_counter() - t, 1)}
+    write_json(metrics, summary)
+    print(f"retrained from {p.retrain.init} ({p.retrain.epochs} epochs): acc {summary['acc']:.2f} "
+          f"mIoU {summary['miou']:.2f}; clustered: C-acc {summary['c_acc']:.2f} C-mIoU {summary['c_miou']:.2f}")
+
+
+if __name__ == "__main__":
+    typer.run(main)

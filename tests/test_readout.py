@@ -1,0 +1,88 @@
+"""Linear probe (Table 7), re-training (Table 8), seed statistics."""
+import math
+
+import numpy as np
+import torch
+
+from lib.data.textures import make_split
+from lib.metrics import flat_scores, majority
+from lib.models import build_model
+from lib.readout import class_histogram, fit_probe, fit_supervised
+from lib.seeds import aggregate, flat
+from stages.seeds import experiment_metrics
+
+COLOURS = np.array([[230, 20, 20], [20, 230, 20], [20, 20, 230]], dtype=np.uint8)
+
+
+def _colour_coded(n, seed):
+    """Images whose label is a function of the colour: left half one class, right half another."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((n, 32, 32), dtype=np.uint8)
+    for i in range(n):
+        a, b = rng.choice(3, 2, replace=False)
+        labels[i, :, :16], labels[i, :, 16:] = a, b
+    labels[:, 0, 0] = 255  # an ignored pixel
+    return COLOURS[np.minimum(labels, 2)], labels
+
+
+def test_probe_beats_chance_when_labels_are_a_function_of_the_features(params):
+    p, _ = params(**{"data.res": 32, "probe.epochs": 15, "probe.lr": 0.05, "train.batch_size": 8})
+    images, labels = _colour_coded(32, 0)
+    model = build_model("rgb")  # features = pooled colour: the label is a linear function of them
+    head, history = fit_probe(model, images, labels, 3, p, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert history[-1] < history[0]
+    val_images, val_labels = _colour_coded(8, 1)
+    hist = class_histogram(lambda x: head(model(x)), val_images, val_labels, 3, 3, 4, "cpu", 32)
+    assert hist.sum() == 8 * 32 * 32 - 8  # every labelled pixel, the ignored ones left out
+    scores = flat_scores(hist, ["red", "green", "blue"])
+    assert scores["acc"] > 90, scores  # chance is ~33 %
+
+
+def test_retrain_loss_decreases_and_every_parameter_learns(params):
+    p, _ = params(**{"data.res": 32, "retrain.epochs": 6, "retrain.lr": 0.003, "train.batch_size": 8})
+    images, labels = make_split(16, 32, 0)
+    torch.manual_seed(0)
+    net = build_model("efficientnet_lite0", "imagenet", dim=16)
+    before = [q.detach().clone() for q in net.parameters()]
+    model, history = fit_supervised(net, images, labels, 8, p, torch.Generator().manual_seed(0),
+                                    torch.device("cpu"))
+    assert all(math.isfinite(h) for h in history) and history[-1] < history[0] - 0.1, history
+    unchanged = [i for i, (a, b) in enumerate(zip(before, net.parameters())) if torch.equal(a, b)]
+    assert not unchanged, f"{len(unchanged)} parameter tensors never updated"
+    hist = class_histogram(model, images, labels, 8, 8, 8, "cpu", 32)
+    assert hist.sum() == 16 * 32 * 32
+
+
+def test_majority_colours_clusters_by_their_most_frequent_class():
+    hist = np.array([[5, 0, 1, 0], [2, 0, 7, 0], [0, 0, 1, 0]])  # classes x clusters
+    hist[2, 3] = 4
+    assert majority(hist).tolist() == [0, -1, 1, 2]
+
+
+def test_seed_aggregation_mean_and_sample_std():
+    runs = [{"eval": {"acc": 30.0, "miou": 10.0}, "probe": {"acc": 50.0}},
+            {"eval": {"acc": 32.0, "miou": 12.0}, "probe": {"acc": None}},
+            {"eval": {"acc": 37.0, "miou": 14.0}, "probe": {"acc": 54.0}}]
+    stats = aggregate(runs)
+    # acc: mean 33, deviations -3, -1, 4 -> sample variance (9 + 1 + 16) / 2 = 13
+    assert stats["eval.acc"][0] == 33.0 and math.isclose(stats["eval.acc"][1], math.sqrt(13)) and stats["eval.acc"][2] == 3
+    assert stats["eval.miou"][:2] == (12.0, 2.0)
+    assert stats["probe.acc"] == (52.0, math.sqrt(8), 2)  # the null run is left out
+    assert "retrain.acc" not in stats
+    f = flat(stats)
+    assert f["eval.acc_mean"] == 33.0 and f["eval.acc_std"] == round(math.sqrt(13), 4) and f["probe.acc_n"] == 2
+    assert aggregate([{"eval": {"acc": 40.0}}])["eval.acc"] == (40.0, 0.0, 1)
+
+
+def test_experiment_metrics_are_read_from_dvc_exp_show_json():
+    """The shape `dvc exp show --json` (DVC 3) gives: baseline entries with experiments[].revs[]."""
+    def exp(name, acc):
+        return {"revs": [{"rev": "f" * 40, "name": name, "data": {
+            "metrics": {"metrics/eval.json": {"data": {"acc": acc, "miou": 1.0}},
+                        "metrics/probe.json": {"data": {"labelled": 0}}}}}], "executor": None, "name": name}
+    show = [{"rev": "workspace", "name": None, "data": {"metrics": {}}, "error": None, "experiments": None},
+            {"rev": "a" * 40, "name": "main", "data": {}, "error": None,
+             "experiments": [exp("seeds-s1", 31.0), exp("seeds-s0", 30.0), exp("other", 99.0)]}]
+    found = experiment_metrics(show, {"seeds-s0", "seeds-s1"})
+    assert set(found) == {"seeds-s0", "seeds-s1"}
+    assert found["seeds-s0"]["eval"]["acc"] == 30.0 and found["seeds-s1"]["retrain"] == {}
