@@ -43,8 +43,13 @@ def _patch_box(ax, y, x, stride, scale, colour="red"):
     ax.add_patch(plt.Rectangle((cx - side / 2, cy - side / 2), side, side, fill=False, color=colour, lw=1.5))
 
 
-def plot_neighbours(val_images, train_images, queries, neighbours, sims, stride, path, labels=None, classes=None):
-    """One row per query: the validation image, then its nearest training images, boxes on the pixels."""
+def plot_neighbours(val_images, train_images, queries, neighbours, sims, stride, path, labels=None, classes=None,
+                    preds=None, mapping=None):
+    """One row per query: the validation image, then its nearest training images, boxes on the pixels.
+
+    With labels, the query's title gives its class and the class its cluster was matched to,
+    green when they agree, red when not (the paper's Figure 4 shows both cases).
+    """
     q, k = neighbours.shape[:2]
     scale = train_images.shape[1] / val_images.shape[1]  # training images may be stored larger
     fig, axes = plt.subplots(q, k + 1, figsize=(1.9 * (k + 1), 2.0 * q), squeeze=False)
@@ -52,12 +57,17 @@ def plot_neighbours(val_images, train_images, queries, neighbours, sims, stride,
         ax = axes[r, 0]
         ax.imshow(val_images[i][..., :3])
         _patch_box(ax, y, x, stride, 1.0)
-        title = "query"
+        py = min(int((y + 0.5) * stride), val_images.shape[1] - 1)
+        px = min(int((x + 0.5) * stride), val_images.shape[2] - 1)
+        title, colour = "query", "black"
         if labels is not None and classes:
-            c = labels[i][min(int((y + 0.5) * stride), labels.shape[1] - 1), min(int((x + 0.5) * stride),
-                                                                                   labels.shape[2] - 1)]
-            title += f": {classes[c]}" if c < len(classes) else ""
-        ax.set_title(title, fontsize=8)
+            c = int(labels[i][py, px])
+            title = f"gt {classes[c] if c < len(classes) else 'ignored'}"
+            if preds is not None and mapping is not None:
+                m = int(mapping[preds[i][py, px]])
+                title += f"\npred {classes[m] if m >= 0 else 'unmatched'}"
+                colour = "green" if m == c else "red"
+        ax.set_title(title, fontsize=8, color=colour)
         for j, (ti, ty, tx) in enumerate(neighbours[r]):
             ax = axes[r, j + 1]
             ax.imshow(train_images[ti][..., :3])

@@ -164,8 +164,8 @@ def markdown(meta, params, train_metrics, evaluation, figures, readouts=None, ne
     else:
         lines += ["No labels: nothing scored. The overlays show the discovered segments.", ""]
     lines += readout_lines(readouts or {})
-    if seeds:
-        lines += [f"Mean and spread over seeds: [{seeds}]({seeds}).", ""]
+    if seeds:  # reports/seeds.md, from `python -m stages.seeds`: its table, one heading level down
+        lines += ["#" + line if line.startswith("# ") else line for line in seeds.splitlines()] + [""]
     lines += ["## Training curves", "", f"![training curves]({figures['curves']})", "",
               "## Validation images", "",
               "Each cluster is drawn in the colour of its majority ground-truth class (as the paper's Figure 3)"

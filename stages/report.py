@@ -45,12 +45,12 @@ def main(data: str = "data/prepared", details: str = "results/evaluation.json",
     if p.report.neighbours:
         queries, neighbours, sims = nearest(features, p.report.neighbours, NEIGHBOURS, p.seed)
         plot_neighbours(prepared.images("val"), prepared.images("train"), queries, neighbours, sims, STRIDE,
-                        fig_dir / "neighbours.png", labels, evaluation["classes"])
+                        fig_dir / "neighbours.png", labels, evaluation["classes"], preds, evaluation.get("mapping"))
     readouts = {name: json.loads(Path(f).read_text()) for name, f in
                 (("probe", probe_metrics), ("retrain", retrain_metrics)) if Path(f).is_file()}
     text = markdown(prepared.meta, as_dict(p), json.loads(Path(train_metrics).read_text()), evaluation, rel,
                     readouts, neighbours=p.report.neighbours > 0,
-                    seeds=Path(seeds).name if Path(seeds).is_file() else None)
+                    seeds=Path(seeds).read_text() if Path(seeds).is_file() else None)
     with atomic_path(out) as tmp:
         tmp.write_text(text)
     print(f"report -> {out}")

@@ -1,14 +1,15 @@
 """Run the current params over several seeds with DVC's experiment queue; write mean +- std.
 
-    python -m stages.seeds --seeds 0 1 2                       # the params in the workspace
-    python -m stages.seeds --seeds 0 1 2 -S loss.cross=false   # an ablation, over the same seeds
+    python -m stages.seeds --seeds 0 --seeds 1 --seeds 2               # the params in the workspace
+    python -m stages.seeds --seeds 0 --seeds 1 -S loss.cross=false     # an ablation, over two seeds
 
 Queues one experiment per seed (`dvc exp run --queue -S seed=N -n <prefix>-sN`),
 runs the queue (`dvc exp run --run-all`), reads each experiment's metrics back
 from `dvc exp show --json`, and writes reports/seeds.md (a table of every
-headline metric, mean +- sample std) and metrics/seeds.json (flat). The
-report links the table. Needs a git repository with a commit (DVC's queue
-runs experiments from it plus the workspace's changes).
+headline metric, mean +- sample std) and metrics/seeds.json (flat), then
+re-renders the report (`dvc repro -s -f report`), which embeds the table.
+Needs a git repository with a commit (DVC's queue runs experiments from it
+plus the workspace's changes).
 """
 import json
 import subprocess
@@ -81,6 +82,11 @@ def main(seeds: List[int] = typer.Option([0, 1, 2], "--seeds", help="seeds to ru
     for key, (m, s, n) in stats.items():
         print(f"{key:>20}: {m:6.2f} +- {s:5.2f}  ({n} runs)")
     print(f"-> {out}, {metrics}")
+    if Path("reports/report.md").is_file():  # the report embeds the table: render it again
+        try:
+            _dvc("repro", "--single-item", "--force", "report")
+        except ParamsError as e:
+            print(f"note: the report was not re-rendered ({str(e).splitlines()[0]}); `dvc repro` first")
 
 
 if __name__ == "__main__":
