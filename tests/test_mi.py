@@ -46,3 +46,18 @@ def test_dv_bound_by_hand():
     pos, neg = torch.tensor([2.0, 4.0]), torch.tensor([0.0, math.log(3.0)])
     # E_pos = 3, log E_neg[e^T] = log((1 + 3) / 2) = log 2
     assert math.isclose(dv_bound(pos, neg).item(), 3 - math.log(2), rel_tol=1e-6)
+
+
+def test_iic_heads_one_step_raises_the_mutual_information():
+    from lib.methods.iic import ClusterHeads, iic_loss
+
+    torch.manual_seed(0)
+    heads = ClusterHeads(dim=8, k=3, k_over=5)
+    z = torch.randn(2, 8, 6, 6)
+    z2 = z + 0.05 * torch.randn_like(z)  # two views of the same content
+    loss, parts = iic_loss(heads, z, z2)
+    assert set(parts) == {"mi", "mi_over"} and loss.item() == -(parts["mi"] + parts["mi_over"]).item()
+    loss.backward()
+    assert all(q.grad is not None and q.grad.abs().sum() > 0 for q in heads.parameters())
+    torch.optim.Adam(heads.parameters(), lr=1e-2).step()
+    assert iic_loss(heads, z, z2)[0].item() < loss.item()

@@ -1,0 +1,35 @@
+"""IIC for segmentation (Ji et al. 2019; FACTS.md section 3), as PiCIE compared it.
+
+Heads on the shared pixel features: a main head of K clusters and an
+auxiliary over-clustering head (`k_over`, 45 in PiCIE's runs), each a 1x1
+convolution and a softmax over clusters. The objective is the mutual
+information between a pixel's assignment in view 1 and the assignments of it
+and its neighbours (`displacement`, at feature resolution) in view 2, after
+view 2 is mapped by the same geometric transform as view 1 (the views of
+lib/picie.forward_views). Both heads' MI are maximised, summed.
+"""
+import torch
+import torch.nn as nn
+
+from lib.mi import iic_mutual_information
+
+
+class ClusterHeads(nn.Module):
+    """Soft assignments (B, k, h, w) of the main head and, with k_over > 0, the auxiliary one."""
+
+    def __init__(self, dim, k, k_over=0):
+        super().__init__()
+        self.heads = nn.ModuleList([nn.Conv2d(dim, k, 1)] + ([nn.Conv2d(dim, k_over, 1)] if k_over else []))
+
+    def forward(self, z):
+        return [torch.softmax(h(z), 1) for h in self.heads]
+
+
+def iic_loss(heads, z1, z2, displacement=1):
+    """-(sum over heads of I(view-1 assignment; view-2 assignment around it)); also the per-head MI."""
+    total, parts = 0.0, {}
+    for i, (p1, p2) in enumerate(zip(heads(z1), heads(z2))):
+        mi = iic_mutual_information(p1, p2, displacement)
+        total = total - mi
+        parts["mi" if i == 0 else "mi_over"] = mi.detach()
+    return total, parts
