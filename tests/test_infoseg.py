@@ -4,7 +4,7 @@ import math
 import torch
 
 from lib.methods.infoseg import assignment, infoseg_loss, pair_scores, probabilities
-from lib.methods.infoseg_net import InfoSegNet
+from lib.models.infoseg import InfoSegNet
 
 
 def test_probabilities_and_soft_assignment_by_hand():
@@ -42,7 +42,7 @@ def test_one_step_lowers_each_loss_and_every_parameter_gets_a_gradient():
     for bound, hard in (("jsd", False), ("dv", False), ("jsd", True)):
         torch.manual_seed(0)
         net = InfoSegNet(k=3, dim=32, width=16)
-        local, glob = net(x)
+        local, glob = net.features(x)
         assert local.shape == (4, 32, 8, 8) and glob.shape == (4, 3, 32)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
         loss, _ = infoseg_loss(local, glob, tau=0.8, bound=bound, hard=hard)
@@ -52,5 +52,5 @@ def test_one_step_lowers_each_loss_and_every_parameter_gets_a_gradient():
         assert not missing, (bound, hard, missing[:3])
         opt.step()
         with torch.no_grad():  # train mode both times: the same batch statistics
-            after, _ = infoseg_loss(*net(x), tau=0.8, bound=bound, hard=hard)
+            after, _ = infoseg_loss(*net.features(x), tau=0.8, bound=bound, hard=hard)
         assert after.item() < loss.item(), (bound, hard, loss.item(), after.item())

@@ -8,21 +8,7 @@ and its neighbours (`displacement`, at feature resolution) in view 2, after
 view 2 is mapped by the same geometric transform as view 1 (the views of
 lib/picie.forward_views). Both heads' MI are maximised, summed.
 """
-import torch
-import torch.nn as nn
-
 from lib.mi import iic_mutual_information
-
-
-class ClusterHeads(nn.Module):
-    """Soft assignments (B, k, h, w) of the main head and, with k_over > 0, the auxiliary one."""
-
-    def __init__(self, dim, k, k_over=0):
-        super().__init__()
-        self.heads = nn.ModuleList([nn.Conv2d(dim, k, 1)] + ([nn.Conv2d(dim, k_over, 1)] if k_over else []))
-
-    def forward(self, z):
-        return [torch.softmax(h(z), 1) for h in self.heads]
 
 
 def iic_loss(heads, z1, z2, displacement=1):

@@ -53,6 +53,13 @@ class SegmentationNet(nn.Module):
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
 
+    def arch(self):
+        return {"kind": "fpn", "backbone": self.backbone_name, "dim": self.dim, "levels": self.levels,
+                "in_chans": self.in_chans}
+
+    def embed(self, x, normalize=True):
+        return self(x, normalize)
+
     def forward(self, x, normalize=True):
         """normalize=False: the FPN output before L2 normalisation (the probe's raw-feature variant)."""
         x = (x - self.mean) / self.std
@@ -68,6 +75,12 @@ class RawRGB(nn.Module):
     def __init__(self, in_chans=3):
         super().__init__()
         self.dim = self.in_chans = in_chans
+
+    def arch(self):
+        return {"kind": "rgb", "in_chans": self.in_chans}
+
+    def embed(self, x, normalize=True):
+        return self(x)
 
     def forward(self, x, normalize=True):
         return F.avg_pool2d(x, STRIDE)

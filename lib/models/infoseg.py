@@ -49,9 +49,11 @@ class PointwiseResidual(nn.Module):
 class InfoSegNet(nn.Module):
     """Image (B, C, H, W) in [0, 1] -> local L (B, P, H/4, W/4) and global H (B, K, P)."""
 
-    def __init__(self, k, dim=1024, width=128, in_chans=3):
+    backbone_name = "infoseg"
+
+    def __init__(self, k, dim=1024, width=128, in_chans=3, tau=0.8):
         super().__init__()
-        self.k, self.dim = k, dim
+        self.k, self.dim, self.width, self.in_chans, self.tau = k, dim, width, in_chans, tau
         self.block_a = nn.Sequential(conv_bn(in_chans, width // 2, 3, 2), ResidualStage(width // 2, width, 2),
                                      ResidualStage(width, width, 1))
         self.local = PointwiseResidual(width, dim)
@@ -60,8 +62,22 @@ class InfoSegNet(nn.Module):
         self.global_c = PointwiseResidual(2 * width, dim)
         self.heads = nn.ModuleList(nn.Linear(dim, dim) for _ in range(k))  # Block D, one per class
 
-    def forward(self, x):
+    def features(self, x):
+        """Local L (B, P, H/4, W/4) and global H (B, K, P)."""
         a = self.block_a(x)
         local = self.local(a)
         g = self.global_c(self.block_b(a)).flatten(1)  # (B, P)
         return local, torch.stack([head(g) for head in self.heads], 1)
+
+    def forward(self, x, normalize=True):
+        """The class probabilities V (Eq. 3): what is scored, by argmax (Eq. 4)."""
+        local, glob = self.features(x)
+        return torch.softmax(self.tau * torch.einsum("bpuv,bkp->bkuv", local, glob), 1)
+
+    def embed(self, x, normalize=True):
+        local = self.features(x)[0]
+        return nn.functional.normalize(local, dim=1) if normalize else local
+
+    def arch(self):
+        return {"kind": "infoseg", "k": self.k, "dim": self.dim, "width": self.width, "in_chans": self.in_chans,
+                "tau": self.tau}
