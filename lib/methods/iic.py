@@ -8,7 +8,11 @@ and its neighbours (`displacement`, at feature resolution) in view 2, after
 view 2 is mapped by the same geometric transform as view 1 (the views of
 lib/picie.forward_views). Both heads' MI are maximised, summed.
 """
+import time
+
+from lib.loop import finish, now, run_batches
 from lib.mi import iic_mutual_information
+from lib.picie import augment, forward_views
 
 
 def iic_loss(heads, z1, z2, displacement=1):
@@ -19,3 +23,21 @@ def iic_loss(heads, z1, z2, displacement=1):
         total = total - mi
         parts["mi" if i == 0 else "mi_over"] = mi.detach()
     return total, parts
+
+
+def train_one_epoch(model, images, optimizer, p, g, device, epoch):
+    """One IIC epoch: no clustering pass; the heads' MI between PiCIE's two views of each batch."""
+    t0 = time.perf_counter()
+    times = {"cluster": 0.0}
+    amp = device.type == "cuda" and p.train.amp
+
+    def step(x, times):
+        t = now(device)
+        views = augment(x, p, g)
+        times["augment"] += now(device) - t
+        z1, z2 = forward_views(model.net, *views, amp=amp)
+        return iic_loss(model.heads, z1, z2, p.iic.displacement)
+
+    model.train()
+    stats = run_batches(images, p, g, device, epoch, step, [optimizer], times)
+    return stats, finish(times, t0)

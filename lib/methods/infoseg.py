@@ -6,10 +6,15 @@ and the MI between L_ij and S_ij is bounded with the discriminator
 T(x, y) = <x, y>: positives pair L and S of the same image, negatives pair L
 of one image with S of every other image of the batch (Eq. 8).
 """
+import time
+
 import torch
 import torch.nn.functional as F
 
-from lib.mi import dv_bound, jsd_bound
+from lib.loop import finish, now, run_batches
+from lib.mi import dv_bound, iic_mutual_information, jsd_bound
+from lib.picie import augment
+from lib.transforms import apply_geometric, resize
 
 BOUNDS = {"jsd": jsd_bound, "dv": dv_bound}
 
@@ -45,3 +50,38 @@ def infoseg_loss(local, glob, tau, bound="jsd", hard=False):
     eye = torch.eye(b, dtype=torch.bool, device=local.device)
     positive, negative = scores[eye], scores[~eye]
     return -BOUNDS[bound](positive, negative), v
+
+
+def train_one_epoch(model, images, optimizer, p, g, device, epoch):
+    """One InfoSeg epoch: both steps on every batch (Sec. 4); no clustering pass, no augmentation.
+
+    infoseg.objective: iic (Table 2) replaces the MI step by IIC's objective on the
+    segmentation step's V of PiCIE's two views of the batch.
+    """
+    t0 = time.perf_counter()
+    times = {"cluster": 0.0}
+    amp = device.type == "cuda" and p.train.amp
+
+    def step(x, times):
+        t = now(device)
+        if p.infoseg.objective == "iic":
+            x1, x2, theta = augment(x, p, g)
+            times["augment"] += now(device) - t
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+                v = model(torch.cat([x1, x2])).float()
+            v1, v2 = v[: len(x1)], v[len(x1):]
+            if theta is not None:
+                v2 = apply_geometric(v2, theta, v1.shape[-1])
+            mi = iic_mutual_information(v1, v2, p.iic.displacement)
+            return -mi, {"mi": mi.detach()}
+        x = resize(x, p.data.res)
+        times["augment"] += now(device) - t
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            local, glob = model.features(x)
+        loss, _ = infoseg_loss(local.float(), glob.float(), p.infoseg.tau, p.infoseg.bound,
+                               p.infoseg.assignment == "hard")
+        return loss, {}
+
+    model.train()
+    stats = run_batches(images, p, g, device, epoch, step, [optimizer], times)
+    return stats, finish(times, t0)

@@ -18,10 +18,13 @@ class AssignmentNet(nn.Module):
     """A feature network plus cluster heads; forward gives the main head's probabilities
     (what is scored, by argmax), embed the features under the heads (probe, neighbours)."""
 
+    scoring = "argmax"  # evaluated by the argmax of its own assignments
+
     def __init__(self, net, k, k_over=0):
         super().__init__()
         self.net, self.heads = net, ClusterHeads(net.dim, k, k_over)
         self.dim, self.in_chans, self.k, self.k_over = k, net.in_chans, k, k_over
+        self.embed_dim = net.embed_dim
         self.backbone_name = net.backbone_name
 
     def forward(self, x, normalize=True):

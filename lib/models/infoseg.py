@@ -50,10 +50,12 @@ class InfoSegNet(nn.Module):
     """Image (B, C, H, W) in [0, 1] -> local L (B, P, H/4, W/4) and global H (B, K, P)."""
 
     backbone_name = "infoseg"
+    scoring = "argmax"  # Eq. 4: the class of largest probability
 
     def __init__(self, k, dim=1024, width=128, in_chans=3, tau=0.8):
         super().__init__()
-        self.k, self.dim, self.width, self.in_chans, self.tau = k, dim, width, in_chans, tau
+        # dim: what forward gives per pixel (V, K classes); embed_dim: P, the local features
+        self.k, self.dim, self.embed_dim, self.width, self.in_chans, self.tau = k, k, dim, width, in_chans, tau
         self.block_a = nn.Sequential(conv_bn(in_chans, width // 2, 3, 2), ResidualStage(width // 2, width, 2),
                                      ResidualStage(width, width, 1))
         self.local = PointwiseResidual(width, dim)
@@ -79,5 +81,5 @@ class InfoSegNet(nn.Module):
         return nn.functional.normalize(local, dim=1) if normalize else local
 
     def arch(self):
-        return {"kind": "infoseg", "k": self.k, "dim": self.dim, "width": self.width, "in_chans": self.in_chans,
+        return {"kind": "infoseg", "k": self.k, "dim": self.embed_dim, "width": self.width, "in_chans": self.in_chans,
                 "tau": self.tau}
