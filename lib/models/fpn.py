@@ -48,7 +48,7 @@ class SegmentationNet(nn.Module):
         self.backbone_name = backbone
         self.dim, self.levels, self.in_chans = dim, levels, in_chans
         self.embed_dim = dim
-        self.backbone = BACKBONES[backbone](weights, in_chans)
+        self.backbone = BACKBONES[backbone](weights, in_chans, levels)
         self.fpn = FPN(self.backbone.channels[:levels], dim)
         mean, std = _channel_stats(in_chans)
         self.register_buffer("mean", mean, persistent=False)
