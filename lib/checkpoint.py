@@ -6,7 +6,7 @@ import pickle
 import torch
 
 from lib.io import atomic_path
-from lib.models import build_model
+from lib.models import build_from_arch
 from lib.errors import WeightsError
 
 TRAIN_KEYS = ("seed", "data", "model", "aug", "loss", "cluster", "train")
@@ -24,17 +24,15 @@ def save(obj, path):
 
 
 def save_model(model, path, params_dict):
-    save({"state_dict": model.state_dict(), "backbone": model.backbone_name, "dim": model.dim,
-          "levels": getattr(model, "levels", 0), "in_chans": model.in_chans,
-          "params": json.dumps(params_dict)}, path)
+    save({"state_dict": model.state_dict(), "arch": json.dumps(model.arch()), "params": json.dumps(params_dict)},
+         path)
 
 
 def load_model(path, device="cpu"):
     """Rebuild a trained network from its file (no ImageNet weights are re-read)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        model = build_model(ckpt["backbone"], weights="", dim=ckpt["dim"], levels=ckpt["levels"],
-                            in_chans=ckpt.get("in_chans", 3))
+        model = build_from_arch(json.loads(ckpt["arch"]))
         model.load_state_dict(ckpt["state_dict"])
     except FileNotFoundError:
         raise WeightsError(f"{path}: model file not found; run the train stage first") from None

@@ -32,8 +32,15 @@ DATASETS = tuple(PROTOCOLS)
 AUTO = "auto"
 
 # key -> a type (or tuple of types) or a tuple of allowed string values
+METHODS = ("picie", "mdc", "iic", "infoseg", "notrain")
+# train.lr / train.batch_size: `auto` takes the method's paper value (InfoSeg Sec. 5.1)
+# or the value tuned for the embedded dataset (the others)
+METHOD_DEFAULTS = {"infoseg": dict(lr=1e-4, batch_size=64)}
+TRAIN_DEFAULTS = dict(lr=5e-4, batch_size=32)
+
 SCHEMA = {
     "seed": int,
+    "method": METHODS,
     "data.name": DATASETS,
     "data.root": str,
     "data.res": (AUTO, int),
@@ -67,15 +74,23 @@ SCHEMA = {
     "cluster.niter": int,
     "cluster.labels": ("snapshot", "online"),
     "train.epochs": int,
-    "train.batch_size": int,
-    "train.lr": float,
+    "train.batch_size": (AUTO, int),
+    "train.lr": (AUTO, float),
     "train.device": ("auto", "cpu", "cuda"),
     "train.amp": bool,
+    "iic.k_over": int,
+    "iic.displacement": int,
+    "infoseg.dim": int,
+    "infoseg.width": int,
+    "infoseg.tau": float,
+    "infoseg.bound": ("jsd", "dv"),
+    "infoseg.assignment": ("soft", "hard"),
+    "infoseg.objective": ("mi", "iic"),
     "dump.train_points": int,
     "probe.epochs": int,
     "probe.lr": float,
     "probe.normalize": bool,
-    "retrain.init": ("picie", "weights", "random"),
+    "retrain.init": ("unsupervised", "weights", "random"),
     "retrain.epochs": int,
     "retrain.lr": float,
     "report.images": int,
@@ -83,7 +98,8 @@ SCHEMA = {
 }
 
 POSITIVE = {"data.res", "data.train_res", "data.min_side", "model.dim", "cluster.k", "cluster.niter", "cluster.max_points",
-            "train.batch_size", "dump.train_points", "data.train_size", "data.val_size", "probe.lr", "retrain.lr"}
+            "train.batch_size", "dump.train_points", "data.train_size", "data.val_size", "probe.lr", "retrain.lr",
+            "train.lr", "infoseg.dim", "infoseg.width", "infoseg.tau"}
 
 
 def _flatten(d, prefix=""):
@@ -113,10 +129,10 @@ def validate(raw, source="params.yaml"):
             raise ParamsError(f"{source}: missing key '{key}'")
         value = flat[key]
         what = None
-        if spec == (AUTO, int):
+        if isinstance(spec, tuple) and spec[0] == AUTO:
             if value == AUTO:
                 continue
-            spec, what = int, "an int or 'auto'"
+            spec, what = spec[1], f"{'an int' if spec[1] is int else 'a number'} or 'auto'"
         elif isinstance(spec, tuple) and all(isinstance(s, str) for s in spec):
             if value not in spec:
                 raise ParamsError(f"{source}: '{key}' is {value!r}; expected one of {', '.join(spec)}")
@@ -151,7 +167,7 @@ def validate(raw, source="params.yaml"):
         raise ParamsError(f"{source}: 'cluster.k_over' must be 0 (off) or a cluster count, got {flat['cluster.k_over']}")
     if flat["model.backbone"] == "rgb" and flat["train.epochs"] != 0:
         raise ParamsError(f"{source}: 'model.backbone: rgb' has nothing to train; set 'train.epochs: 0'")
-    float_keys = [k for k, s in SCHEMA.items() if s is float]
+    float_keys = [k for k, s in SCHEMA.items() if s is float or s == (AUTO, float)]
     for k in float_keys:
         flat[k] = float(flat[k])
     return flat
@@ -164,6 +180,9 @@ def _resolve_auto(flat, source):
         flat["data.res"] = proto["res"]
     if flat["data.train_res"] == AUTO:
         flat["data.train_res"] = round(proto["train_scale"] * flat["data.res"])
+    for key in ("lr", "batch_size"):
+        if flat[f"train.{key}"] == AUTO:
+            flat[f"train.{key}"] = METHOD_DEFAULTS.get(flat["method"], TRAIN_DEFAULTS)[key]
     if flat["cluster.k"] == AUTO:
         k = proto["k"]
         classes = Path(flat["data.root"]) / "classes.txt"

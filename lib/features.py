@@ -13,7 +13,7 @@ def to_tensor(images, device):
 
 
 @torch.no_grad()
-def iter_features(model, images, batch_size, device, desc="features", size=None, normalize=True):
+def iter_features(model, images, batch_size, device, desc="features", size=None, normalize=True, embed=False):
     """Yield (start index, features (B, d, h, w) float32 on CPU) over images (N, H, W, C) uint8.
 
     `size`: resize the images to size x size first (training images stored at
@@ -22,7 +22,9 @@ def iter_features(model, images, batch_size, device, desc="features", size=None,
     model.eval()
     for i in tqdm(range(0, len(images), batch_size), desc=desc, leave=False):
         x = to_tensor(images[i:i + batch_size], device)
-        yield i, model(x if size is None else resize(x, size), normalize=normalize).float().cpu()
+        x = x if size is None else resize(x, size)
+        # embed: the features under a method's heads (probe, re-training); else what is scored
+        yield i, (model.embed(x, normalize=normalize) if embed else model(x, normalize=normalize)).float().cpu()
 
 
 def sample_pixel_index(n_images, h, w, n_points, seed):
@@ -39,16 +41,17 @@ def sample_pixel_index(n_images, h, w, n_points, seed):
 
 
 
-def gather_pixel_features(model, images, index, batch_size, device, size, out=None, desc="train features"):
+def gather_pixel_features(model, images, index, batch_size, device, size, out=None, desc="train features",
+                          embed=False):
     """Features (M, d) of the pixels index (M, 3) = (image, y, x) (sorted by image, at feature resolution).
 
     `out`: an array-like of shape (M, d) to write into (an HDF5 dataset, so that a
     large sample never sits in memory); a float32 array otherwise.
     """
     if out is None:
-        out = np.zeros((len(index), model.dim), dtype=np.float32)
+        out = np.zeros((len(index), model.embed_dim if embed else model.dim), dtype=np.float32)
     starts = np.searchsorted(index[:, 0], np.arange(len(images) + 1))
-    for i, z in iter_features(model, images, batch_size, device, desc, size=size):
+    for i, z in iter_features(model, images, batch_size, device, desc, size=size, embed=embed):
         lo, hi = starts[i], starts[min(i + len(z), len(images))]
         rows = index[lo:hi]
         out[lo:hi] = z[rows[:, 0] - i, :, rows[:, 1], rows[:, 2]].numpy().astype(out.dtype)

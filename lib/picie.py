@@ -31,9 +31,19 @@ from tqdm import tqdm
 
 from lib.clustering import assign, kmeans, neg_sq_distance
 from lib.features import to_tensor
+from lib.loop import finish, now, run_batches
 from lib.losses import balance_weights, cluster_loss, overcluster_lambdas, prototype_scores
 from lib.models.fpn import STRIDE
 from lib.transforms import apply_geometric, photometric, resize, sample_geometric
+
+
+def single_view(p):
+    return p.method == "mdc"
+
+
+def classifier_kind(p):
+    """Modified DeepCluster's classifier is parametric (PiCIE Sec. 3.1); PiCIE's is a param."""
+    return "linear" if p.method == "mdc" else p.model.classifier
 
 
 def augment(x, p, g):
@@ -44,13 +54,15 @@ def augment(x, p, g):
     320 for view 2).
     """
     x1 = photometric(x, g) if p.aug.photometric else x
-    x2 = photometric(x, g) if p.aug.photometric else x
     theta = None
     if p.aug.geometric:
         theta = sample_geometric(x.shape[0], g, scale=(p.aug.crop_scale, 1.0))
         x1 = apply_geometric(x1, theta, p.data.res)
     else:
         x1 = resize(x1, p.data.res)
+    if single_view(p):  # Modified DeepCluster: one view, its labels its own
+        return x1, None, None
+    x2 = photometric(x, g) if p.aug.photometric else x
     return x1, resize(x2, p.data.res), theta
 
 
@@ -61,6 +73,9 @@ def forward_views(model, x1, x2, theta, amp=False):
     than two, and batch-norm sees both views.
     """
     b = x1.shape[0]
+    if x2 is None:  # one view (Modified DeepCluster)
+        with torch.autocast(x1.device.type, dtype=torch.bfloat16, enabled=amp):
+            return model(x1).float(), None
     with torch.autocast(x1.device.type, dtype=torch.bfloat16, enabled=amp):
         z = model(torch.cat([x1, x2]))
     z = z.float()
@@ -107,7 +122,7 @@ def cluster_pass(model, images, p, g, device, epoch):
         x = to_tensor(images[order[i:i + p.train.batch_size]], device)
         z1, z2 = forward_views(model, *augment(x, p, g), amp=amp)
         feats1.append(_sample_pixels(z1, per_image, g))
-        feats2.append(_sample_pixels(z2, per_image, g))
+        feats2.append(feats1[-1] if z2 is None else _sample_pixels(z2, per_image, g))
     x1, x2 = torch.cat(feats1), torch.cat(feats2)
     t1 = time.perf_counter()
     if not (torch.isfinite(x1).all() and torch.isfinite(x2).all()):
@@ -116,7 +131,7 @@ def cluster_pass(model, images, p, g, device, epoch):
     levels = []
     for k in [p.cluster.k] + ([p.cluster.k_over] if p.cluster.k_over else []):
         seed = p.seed * 1000 + epoch
-        if p.cluster.single:  # one clustering (of view 2, whose labels are G of the image's)
+        if p.cluster.single or single_view(p):  # one clustering (of view 2, whose labels are G of the image's)
             mu = kmeans(x2, k, p.cluster.niter, seed)
             mus = (mu, mu)
         else:
@@ -155,8 +170,8 @@ class Classifiers(nn.Module):
 
 def pseudo_labels(t1, t2, levels):
     """k-means assignment (Eq. 8-9) of both views' features to each level's centroids."""
-    return [(neg_sq_distance(t1, c.centroids[0]).argmax(1), neg_sq_distance(t2, c.centroids[1]).argmax(1))
-            for c in levels]
+    return [(neg_sq_distance(t1, c.centroids[0]).argmax(1),
+             None if t2 is None else neg_sq_distance(t2, c.centroids[1]).argmax(1)) for c in levels]
 
 
 def picie_loss(z1, z2, clf, p, labels=None):
@@ -167,17 +182,19 @@ def picie_loss(z1, z2, clf, p, labels=None):
     """
     levels = clf.levels
     if labels is None:
-        labels = pseudo_labels(z1.detach(), z2.detach(), levels)
+        labels = pseudo_labels(z1.detach(), None if z2 is None else z2.detach(), levels)
     lambdas = overcluster_lambdas(levels[0].k, levels[1].k) if len(levels) == 2 else (1.0,)
     total, parts = 0.0, {}
     for li, (lam, c) in enumerate(zip(lambdas, levels)):
         w1, w2 = c.weights
         y1, y2 = labels[li]
-        within = cluster_loss(clf.scores(z1, li, 0), y1, w1) + cluster_loss(clf.scores(z2, li, 1), y2, w2)
+        within = cluster_loss(clf.scores(z1, li, 0), y1, w1)
+        if z2 is not None:
+            within = within + cluster_loss(clf.scores(z2, li, 1), y2, w2)
         loss = within
         tag = "" if li == 0 else "_over"
         parts[f"within{tag}"] = within.detach()
-        if p.loss.cross:
+        if p.loss.cross and z2 is not None:
             if p.loss.equivariance == "cluster":
                 cross = cluster_loss(clf.scores(z1, li, 1), y2, w2) + cluster_loss(clf.scores(z2, li, 0), y1, w1)
             else:  # Table 6 'MSE eqv.': the cross-view loss replaced by feature MSE
@@ -188,65 +205,31 @@ def picie_loss(z1, z2, clf, p, labels=None):
     return total, parts
 
 
-def _now(device):
-    """A timestamp after the device's queued work is done (CUDA runs asynchronously)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter()
-
-
 def train_one_epoch(model, images, optimizer, p, g, device, epoch):
-    """One PiCIE epoch; returns mean losses and where the time went (seconds)."""
+    """One PiCIE (or Modified DeepCluster) epoch; returns mean losses and where the time went (seconds)."""
     t0 = time.perf_counter()
     levels, times = cluster_pass(model, images, p, g, device, epoch)
-    clf = Classifiers(levels, p.model.classifier, p.model.dim).to(device)
-    head_opt = torch.optim.Adam(clf.parameters(), lr=p.train.lr) if p.model.classifier == "linear" else None
+    clf = Classifiers(levels, classifier_kind(p), p.model.dim).to(device)
+    optimizers = [optimizer] + ([torch.optim.Adam(clf.parameters(), lr=p.train.lr)] if clf.heads else [])
     # Labels from the network as it was when the epoch's clusters were made (as
     # the authors' labelling pass), computed batch by batch instead of in a
     # separate pass written to disk; or from the training forward pass itself.
     snapshot = copy.deepcopy(model).eval() if p.cluster.labels == "snapshot" else None
-    times.update(cluster=time.perf_counter() - t0, data=0.0, augment=0.0, label=0.0, train=0.0)
+    times["cluster"] = time.perf_counter() - t0
     amp = device.type == "cuda" and p.train.amp
-    bs = p.train.batch_size
-    order = torch.randperm(len(images), generator=g).numpy()
-    sums, steps = {}, 0
-    model.train()
-    # full batches only (the last partial one is dropped, as a DataLoader with drop_last)
-    bar = tqdm(range(max(1, len(images) // bs)), desc=f"epoch {epoch} train", leave=False)
-    for b in bar:
-        t = _now(device)
-        x = to_tensor(images[np.sort(order[b * bs:(b + 1) * bs])], device)
-        t1 = _now(device)
+
+    def step(x, times):
+        t = now(device)
         views = augment(x, p, g)
-        ta = _now(device)
+        ta = now(device)
+        times["augment"] += ta - t
         labels = None
         if snapshot is not None:
             with torch.no_grad():
                 labels = pseudo_labels(*forward_views(snapshot, *views, amp=amp), levels)
-        t2 = _now(device)
-        z1, z2 = forward_views(model, *views, amp=amp)
-        loss, parts = picie_loss(z1, z2, clf, p, labels)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at epoch {epoch}, step {steps}: "
-                                     "stopping (lower train.lr?)")
-        optimizer.zero_grad(set_to_none=True)
-        if head_opt:
-            head_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if head_opt:
-            head_opt.step()
-        t3 = _now(device)
-        times["data"] += t1 - t
-        times["augment"] += ta - t1
-        times["label"] += t2 - ta
-        times["train"] += t3 - t2
-        parts["loss"] = loss.detach()
-        for key, v in parts.items():
-            sums[key] = sums.get(key, 0.0) + float(v)
-        steps += 1
-        bar.set_postfix(loss=f"{parts['loss']:.3f}")
-    stats = {key: v / max(steps, 1) for key, v in sums.items()}
-    times["total"] = time.perf_counter() - t0
-    times["outside_ratio"] = (times["total"] - times["train"]) / max(times["train"], 1e-9)
-    return stats, times
+        times["label"] += now(device) - ta
+        return picie_loss(*forward_views(model, *views, amp=amp), clf, p, labels)
+
+    model.train()
+    stats = run_batches(images, p, g, device, epoch, step, optimizers, times)
+    return stats, finish(times, t0)

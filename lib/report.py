@@ -134,22 +134,34 @@ def readout_lines(readouts):
 def markdown(meta, params, train_metrics, evaluation, figures, readouts=None, neighbours=False, seeds=None):
     """The report's text: what was run, what it scored, and where the pictures are."""
     lines = [f"# Unsupervised segmentation report: {meta['name']}", ""]
+    method = params.get("method", "picie")
     lines += [f"- dataset: `{meta['name']}`, {meta['splits'].get('train', 0)} training and "
               f"{meta['splits'].get('val', 0)} validation images at {meta['res']} px, "
-              f"{len(meta['classes'])} classes",
-              f"- model: `{params['model']['backbone']}` + FPN (dim {params['model']['dim']}), "
-              f"weights `{params['model']['weights'] or 'random'}`, classifier `{params['model']['classifier']}`",
-              f"- PiCIE switches: photometric `{params['aug']['photometric']}`, geometric "
-              f"`{params['aug']['geometric']}`, cross `{params['loss']['cross']}`, balance "
-              f"`{params['loss']['balance']}`, equivariance `{params['loss']['equivariance']}`, "
-              f"single `{params['cluster']['single']}`, K `{params['cluster']['k']}`, "
-              f"K_over `{params['cluster']['k_over']}`",
-              f"- training: {train_metrics.get('epochs', 0)} epochs, seed {params['seed']}, "
+              f"{len(meta['classes'])} classes", f"- method: `{method}`"]
+    if method == "infoseg":
+        s = params["infoseg"]
+        lines.append(f"- model: InfoSeg's network (P {s['dim']}, width {s['width']}, random init), tau {s['tau']}, "
+                     f"bound `{s['bound']}`, assignment `{s['assignment']}`, objective `{s['objective']}`")
+    else:
+        lines.append(f"- model: `{params['model']['backbone']}` + FPN (dim {params['model']['dim']}), "
+                     f"weights `{params['model']['weights'] or 'random'}`, classifier `{params['model']['classifier']}`")
+    if method == "iic":
+        lines.append(f"- IIC: K `{params['cluster']['k']}`, auxiliary over-clustering head "
+                     f"`{params['iic']['k_over']}`, displacement `{params['iic']['displacement']}`")
+    if method in ("picie", "mdc"):
+        lines.append(f"- PiCIE switches: photometric `{params['aug']['photometric']}`, geometric "
+                     f"`{params['aug']['geometric']}`, cross `{params['loss']['cross']}`, balance "
+                     f"`{params['loss']['balance']}`, equivariance `{params['loss']['equivariance']}`, "
+                     f"single `{params['cluster']['single']}`, K `{params['cluster']['k']}`, "
+                     f"K_over `{params['cluster']['k_over']}`")
+    lines += [f"- training: {train_metrics.get('epochs', 0)} epochs, seed {params['seed']}, "
               f"{fmt(train_metrics.get('epoch_time_s'))} s per epoch, time outside the training passes / inside "
               f"{fmt(train_metrics.get('outside_ratio'))}", ""]
     m = evaluation.get("metrics")
     if m:
-        lines += ["## Scores (Hungarian-matched, %)", "", "| partition | acc | mIoU |", "|---|---|---|",
+        how = ("the network's own argmax (its cluster heads)" if evaluation.get("scoring") == "argmax"
+               else f"k-means (K = {evaluation['k']}) on the network's pixel features")
+        lines += ["## Scores (Hungarian-matched, %)", "", f"Segments: {how}, matched to the classes.", "", "| partition | acc | mIoU |", "|---|---|---|",
                   f"| all | {fmt(m['acc'])} | {fmt(m['miou'])} |"]
         for part in ("things", "stuff"):
             if f"{part}_acc" in m:

@@ -41,6 +41,7 @@ def main(data: str = "data/prepared", model_path: str = "models/model.pt", out: 
     fres = p.data.res // STRIDE
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update({"model": model_path, "model_md5": file_digest(model_path), "backbone": model.backbone_name,
+                        "scoring": model.scoring,
                         "dim": model.dim, "stride": STRIDE, "res": p.data.res, "dataset": prepared.meta["name"],
                         "params": json.dumps(as_dict(p)), "git_rev": _git_rev(),
                         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})

@@ -33,6 +33,7 @@ def main(data: str = "data/prepared", features: str = "features/features.h5",
     hist = np.zeros((max(n_classes, 1), k), dtype=np.int64)
     with h5py.File(features, "r") as f, atomic_path(predictions) as tmp:
         vf = f["val/features"]
+        scoring = str(f.attrs.get("scoring", "kmeans"))
         res = prepared.meta["res"]
         preds = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(vf), res, res))
         for i in range(0, len(vf), 64):
@@ -44,7 +45,8 @@ def main(data: str = "data/prepared", features: str = "features/features.h5",
         del preds
 
     out = {"val_images": int(prepared.meta["splits"]["val"])}
-    detail = {"classes": prepared.classes, "k": k, "labelled": labels is not None and n_classes > 0}
+    detail = {"classes": prepared.classes, "k": k, "labelled": labels is not None and n_classes > 0,
+              "scoring": scoring}
     if detail["labelled"]:
         scored, mapping, conf = evaluate_histogram(hist, prepared.classes, prepared.things, prepared.stuff)
         out.update(scored)

@@ -33,7 +33,7 @@ def main(data: str = "data/prepared", model_path: str = "models/model.pt", metri
     n = len(prepared.classes)
     t = time.perf_counter()
     head, history = fit_probe(model, prepared.images("train"), train_labels, n, p, g, device)
-    hist = class_histogram(lambda x: head(model(x, normalize=p.probe.normalize)), prepared.images("val"),
+    hist = class_histogram(lambda x: head(model.embed(x, normalize=p.probe.normalize)), prepared.images("val"),
                            val_labels, n, n, p.train.batch_size, device, p.data.res, "probe score")
     out = {"labelled": 1, **flat_scores(hist, prepared.classes, prepared.things, prepared.stuff),
            "final_loss": round(history[-1], 5) if history else None,

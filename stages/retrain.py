@@ -1,6 +1,6 @@
 """Stage `retrain` (PiCIE Table 8): supervised training of the whole network from the unsupervised one.
 
-retrain.init: picie (models/model.pt, the default: does the unsupervised
+retrain.init: unsupervised (models/model.pt, the default: does the unsupervised
 training give a better start?) | weights (model.weights, e.g. ImageNet) |
 random. Scored by the network's own head (acc, mIoU) and, as the paper's
 C-Acc / C-mIoU, by k-means (cluster.k) on its features with Hungarian matching.
@@ -36,11 +36,11 @@ def main(data: str = "data/prepared", model_path: str = "models/model.pt", out: 
         write_json(metrics, {"labelled": 0})
         save({"labelled": False}, out)  # the declared output exists; it holds no model
         return
-    if p.retrain.init == "picie":
+    if p.retrain.init == "unsupervised":
         net, _ = load_model(model_path, device)
     else:
         net = build_model(p.model.backbone, p.model.weights if p.retrain.init == "weights" else "", p.model.dim,
-                          p.model.levels, prepared.channels).to(device)
+                          p.model.levels, prepared.channels).to(device)  # the backbone + FPN network
     n = len(prepared.classes)
     t = time.perf_counter()
     model, history = fit_supervised(net, train, train_labels, n, p, g, device)
@@ -51,9 +51,9 @@ def main(data: str = "data/prepared", model_path: str = "models/model.pt", out: 
     # C-Acc / C-mIoU: the retrained features clustered and matched like the unsupervised ones
     fres = res // STRIDE
     index = sample_pixel_index(len(train), fres, fres, p.dump.train_points, p.seed)
-    feats = gather_pixel_features(net, train, index, bs, device, res, desc="retrain features")
+    feats = gather_pixel_features(net, train, index, bs, device, res, desc="retrain features", embed=True)
     mu = kmeans(torch.from_numpy(feats).to(device), p.cluster.k, p.cluster.niter, p.seed)
-    hist = class_histogram(lambda x: neg_sq_distance(net(x), mu), val, val_labels, n, p.cluster.k, bs, device, res,
+    hist = class_histogram(lambda x: neg_sq_distance(net.embed(x), mu), val, val_labels, n, p.cluster.k, bs, device, res,
                            "retrain clusters")
     clustered, _, _ = evaluate_histogram(hist, prepared.classes, prepared.things, prepared.stuff)
     save_model(net, out, as_dict(p))

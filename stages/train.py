@@ -1,4 +1,4 @@
-"""Stage `train`: PiCIE training (Algorithm 1) -> models/model.pt.
+"""Stage `train`: the chosen method's training (PiCIE: Algorithm 1) -> models/model.pt.
 
 Resume: an interrupted run leaves runs/train_checkpoint.pt (outside DVC's
 outputs, which DVC deletes before a stage runs); the next `dvc repro` with the
@@ -18,8 +18,7 @@ from lib.cli import pick_device, seed_everything, user_errors
 from lib.config import as_dict, load_params
 from lib.data import DataError, Prepared
 from lib.io import write_json
-from lib.models import build_model
-from lib.picie import train_one_epoch
+from lib.methods import build, epochs, train_one_epoch
 
 
 @user_errors
@@ -36,8 +35,8 @@ def main(data: str = "data/prepared", out: str = "models/model.pt", metrics: str
     if images.shape[1] != p.data.train_res:
         raise DataError(f"{data}: training images are {images.shape[1]} px but data.train_res is "
                         f"{p.data.train_res}; re-run the prepare stage (dvc repro)")
-    model = build_model(p.model.backbone, p.model.weights, p.model.dim, p.model.levels,
-                        prepared.channels).to(device)
+    model = build(p, prepared.channels).to(device)
+    n_epochs = epochs(p)
     params_list = list(model.parameters())
     optimizer = torch.optim.Adam(params_list, lr=p.train.lr) if params_list else None
     print(f"{len(images)} training images, {sum(x.numel() for x in params_list) / 1e6:.2f}M parameters, "
@@ -46,9 +45,9 @@ def main(data: str = "data/prepared", out: str = "models/model.pt", metrics: str
     start, history = 0, []
     key = config_hash(pd)
     ckpt_path = Path(checkpoint)
-    if ckpt_path.is_file() and p.train.epochs > 0:
+    if ckpt_path.is_file() and n_epochs > 0:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if state["config"] == key and state["epoch"] < p.train.epochs:
+        if state["config"] == key and state["epoch"] < n_epochs:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             g.set_state(state["generator"])
@@ -56,7 +55,7 @@ def main(data: str = "data/prepared", out: str = "models/model.pt", metrics: str
             print(f"resuming from {ckpt_path} after epoch {start}", flush=True)
 
     with Live(live_dir, dvcyaml=None, save_dvc_exp=False, resume=start > 0) as live:
-        for epoch in range(start, p.train.epochs):
+        for epoch in range(start, n_epochs):
             t = time.perf_counter()
             stats, times = train_one_epoch(model, images, optimizer, p, g, device, epoch)
             history.append({**stats, **{f"time_{k}": v for k, v in times.items()}})
@@ -65,7 +64,7 @@ def main(data: str = "data/prepared", out: str = "models/model.pt", metrics: str
             live.log_metric("time/epoch_s", times["total"])
             live.log_metric("time/outside_ratio", times["outside_ratio"])
             live.next_step()
-            print(f"epoch {epoch + 1}/{p.train.epochs} loss {stats['loss']:.4f} "
+            print(f"epoch {epoch + 1}/{n_epochs} loss {stats['loss']:.4f} "
                   f"({time.perf_counter() - t:.1f}s, cluster {times['cluster']:.1f}s, "
                   f"train {times['train']:.1f}s, outside/inside {times['outside_ratio']:.2f})", flush=True)
             save({"config": key, "epoch": epoch + 1, "model": model.state_dict(),
@@ -73,7 +72,7 @@ def main(data: str = "data/prepared", out: str = "models/model.pt", metrics: str
                   "history": json.dumps(history)}, ckpt_path)
 
     save_model(model, out, pd)
-    summary = {"epochs": p.train.epochs}
+    summary = {"epochs": n_epochs}
     if history:
         last = history[-1]
         summary.update({"final_loss": round(last["loss"], 5),

@@ -9,7 +9,9 @@ def test_default_params_are_valid(params):
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("train.lr", "fast", "'train.lr' must be float, got 'fast'"),
+    ("train.lr", "fast", "'train.lr' must be a number or 'auto', got 'fast'"),
+    ("probe.lr", "fast", "'probe.lr' must be float, got 'fast'"),
+    ("method", "stego", "'method' is 'stego'; expected one of picie, mdc, iic, infoseg, notrain"),
     ("train.epochs", 2.5, "'train.epochs' must be int"),
     ("loss.cross", "no", "'loss.cross' must be bool"),
     ("data.name", "imagenet", "'data.name' is 'imagenet'; expected one of textures, folder"),

@@ -98,3 +98,17 @@ def test_imagenet_stem_widened_for_infrared_keeps_rgb_filters_shape():
     stem = model.backbone.net.conv_stem.weight.detach()
     assert stem.shape == (32, 4, 3, 3)
     assert torch.allclose(stem[:, :3], rgb * 3 / 4) and torch.allclose(stem[:, 3], rgb[:, 0] * 3 / 4)
+
+
+@pytest.mark.parametrize("backbone", ["efficientnet_lite0", "resnet18"])
+def test_fewer_levels_build_a_shorter_trunk_whose_every_parameter_learns(backbone):
+    """model.levels: 2 with resnet18 is IIC-res12: only the first two residual blocks exist."""
+    torch.manual_seed(0)
+    full, short = build_model(backbone, "", dim=8), build_model(backbone, "", dim=8, levels=2)
+    assert sum(q.numel() for q in short.parameters()) < sum(q.numel() for q in full.parameters()) / 2
+    z = short(torch.rand(2, 3, 64, 64))
+    assert z.shape == (2, 8, 16, 16)
+    z.sum().backward()
+    assert all(q.grad is not None for q in short.parameters())
+    if backbone == "resnet18":
+        assert len(short.backbone.layers) == 2

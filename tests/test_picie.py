@@ -94,3 +94,31 @@ def test_views_are_cut_from_larger_training_images_at_res(params):
     stats, _ = train_one_epoch(model, make_split(16, 64, 0)[0], opt, p, torch.Generator().manual_seed(0),
                                torch.device("cpu"), 0)
     assert np.isfinite(stats["loss"])
+
+
+def test_modified_deepcluster_is_one_view_with_a_linear_head(params):
+    """method: mdc: one augmented view, its own k-means labels, a re-initialised linear classifier."""
+    p, _ = params(**TINY, method="mdc")
+    g = torch.Generator().manual_seed(0)
+    x = to_tensor(_images(8), "cpu")
+    x1, x2, theta = augment(x, p, g)
+    assert x1.shape == (8, 3, 32, 32) and x2 is None and theta is None
+    torch.manual_seed(0)
+    model = build_model("efficientnet_lite0", "", 16)
+    levels, _ = cluster_pass(model, _images(), p, g, torch.device("cpu"), epoch=0)
+    assert levels[0].centroids[0] is levels[0].centroids[1]  # one clustering
+    clf = Classifiers(levels, "linear", 16)
+    z1, z2 = forward_views(model, x1, None, None)
+    assert z2 is None
+    loss, parts = picie_loss(z1, z2, clf, p)
+    assert set(parts) == {"within"}, parts  # no cross-view term without a second view
+    opt = torch.optim.Adam(list(model.parameters()) + list(clf.parameters()), lr=1e-3)
+    opt.zero_grad()
+    loss.backward()
+    assert all(q.grad is not None for q in clf.parameters())
+    opt.step()
+    after, _ = picie_loss(forward_views(model, x1, None, None)[0], None, clf, p)
+    assert after.item() < loss.item()
+    stats, times = train_one_epoch(model, _images(), torch.optim.Adam(model.parameters(), 1e-3), p, g,
+                                   torch.device("cpu"), 1)
+    assert np.isfinite(stats["loss"]) and "cross" not in stats and times["train"] > 0

@@ -19,6 +19,8 @@ TINY = {
     "cluster": {"images": 24, "max_points": 3000, "niter": 5},
     "train": {"epochs": 1, "batch_size": 8},
     "dump": {"train_points": 3000},
+    "infoseg": {"dim": 32, "width": 16},
+    "iic": {"k_over": 12},
     "report": {"images": 2},
 }
 
@@ -133,3 +135,25 @@ def test_one_epoch_repro_on_each_benchmark_fixture(tmp_path, name, build, extra)
     k = {"cocostuff27": 27, "cityscapes27": 27, "cocopersons": 2, "potsdam": 6}[name]
     assert len(meta["classes"]) == k and np.load(repo / "models/centroids.npy").shape[0] == k
     assert (repo / "reports/figures/overlays.png").is_file()
+
+
+def test_every_method_runs_end_to_end_as_an_experiment(tmp_path):
+    """`dvc exp run -S method=...`: each method trains, dumps, is scored and reported, the way it should be."""
+    repo, env = _project(tmp_path)
+    dvc = [sys.executable, "-m", "dvc"]
+    _run(dvc + ["repro"], repo, env)
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "baseline"], repo, env)
+    for method, scoring, trained in (("mdc", "kmeans", True), ("iic", "argmax", True),
+                                     ("infoseg", "argmax", True), ("notrain", "kmeans", False)):
+        log = _run(dvc + ["exp", "run", "-S", f"method={method}"], repo, env)
+        assert "'prepare' didn't change" in log
+        metrics = json.loads((repo / "metrics/eval.json").read_text())
+        assert 0 <= metrics["acc"] <= 100 and 0 <= metrics["miou"] <= 100, method
+        detail = json.loads((repo / "results/evaluation.json").read_text())
+        assert detail["scoring"] == scoring, method
+        assert json.loads((repo / "metrics/train.json").read_text())["epochs"] == (1 if trained else 0)
+        report = (repo / "reports/report.md").read_text()
+        assert f"- method: `{method}`" in report and ("own argmax" in report) == (scoring == "argmax")
+        mu = np.load(repo / "models/centroids.npy")
+        assert mu.shape[0] == 8 and (scoring == "kmeans" or np.array_equal(mu, np.eye(8)))

@@ -43,7 +43,7 @@ class ResNet18(nn.Module):
 
     channels = (64, 128, 256, 512)
 
-    def __init__(self, weights="", in_chans=3):
+    def __init__(self, weights="", in_chans=3, levels=4):
         super().__init__()
         import torchvision
 
@@ -63,7 +63,8 @@ class ResNet18(nn.Module):
             conv.weight.data = adapt_stem(net.conv1.weight.data, in_chans)
             net.conv1 = conv
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
-        self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
+        # only the stages the FPN fuses: levels 2 is IIC-res12 (the first two residual blocks)
+        self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4][:levels])
 
     def forward(self, x):
         x = self.stem(x)
@@ -109,16 +110,20 @@ class EfficientNetLite0(nn.Module):
 
     channels = (24, 40, 112, 320)
 
-    def __init__(self, weights="", in_chans=3):
+    def __init__(self, weights="", in_chans=3, levels=4):
         super().__init__()
         import timm
 
         self.net = timm.create_model("efficientnet_lite0", pretrained=False, features_only=True,
-                                     out_indices=(1, 2, 3, 4), in_chans=in_chans)
+                                     out_indices=(1, 2, 3, 4)[:levels], in_chans=in_chans)
+        # keep the blocks up to the last stage the FPN fuses: the rest would compute unused maps
+        # (timm's feature model collects stage outputs while looping over its blocks)
+        self.net.blocks = self.net.blocks[:max(self.net._stage_out_idx)]
         if weights:
             sd = efficientnet_lite0_state_dict(None if weights == "imagenet" else weights)
             sd["conv_stem.weight"] = adapt_stem(sd["conv_stem.weight"], in_chans)
-            missing, _ = self.net.load_state_dict(sd, strict=False)
+            keep = set(self.net.state_dict())
+            missing, _ = self.net.load_state_dict({k: v for k, v in sd.items() if k in keep}, strict=False)
             if missing:
                 raise WeightsError(f"model.weights: missing efficientnet_lite0 keys, e.g. {missing[0]}")
 

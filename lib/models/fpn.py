@@ -47,11 +47,21 @@ class SegmentationNet(nn.Module):
         super().__init__()
         self.backbone_name = backbone
         self.dim, self.levels, self.in_chans = dim, levels, in_chans
-        self.backbone = BACKBONES[backbone](weights, in_chans)
+        self.embed_dim = dim
+        self.backbone = BACKBONES[backbone](weights, in_chans, levels)
         self.fpn = FPN(self.backbone.channels[:levels], dim)
         mean, std = _channel_stats(in_chans)
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
+
+    scoring = "kmeans"  # evaluated by k-means on these features
+
+    def arch(self):
+        return {"kind": "fpn", "backbone": self.backbone_name, "dim": self.dim, "levels": self.levels,
+                "in_chans": self.in_chans}
+
+    def embed(self, x, normalize=True):
+        return self(x, normalize)
 
     def forward(self, x, normalize=True):
         """normalize=False: the FPN output before L2 normalisation (the probe's raw-feature variant)."""
@@ -67,7 +77,15 @@ class RawRGB(nn.Module):
 
     def __init__(self, in_chans=3):
         super().__init__()
-        self.dim = self.in_chans = in_chans
+        self.dim = self.in_chans = self.embed_dim = in_chans
+
+    scoring = "kmeans"
+
+    def arch(self):
+        return {"kind": "rgb", "in_chans": self.in_chans}
+
+    def embed(self, x, normalize=True):
+        return self(x)
 
     def forward(self, x, normalize=True):
         return F.avg_pool2d(x, STRIDE)

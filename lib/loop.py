@@ -1,0 +1,62 @@
+"""The batch loop every method trains with: shuffled full batches, one step each, a stop on
+a non-finite loss, and where the time went (for the outside/inside ratio)."""
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lib.features import to_tensor
+
+
+def now(device):
+    """A timestamp after the device's queued work is done (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def run_batches(images, p, g, device, epoch, step, optimizers, times):
+    """step(x, times) -> (loss, parts) for each batch x, then backward and every optimiser.
+
+    `step` adds the seconds it spends augmenting and labelling to times["augment"]
+    and times["label"]; this loop adds times["data"] (reading the batch) and
+    times["train"] (everything else: forward, loss, backward, optimiser).
+    Full batches only (the last partial one is dropped, as a DataLoader with
+    drop_last). Returns the mean of each loss part.
+    """
+    for key in ("data", "augment", "label", "train"):
+        times.setdefault(key, 0.0)
+    bs = p.train.batch_size
+    order = torch.randperm(len(images), generator=g).numpy()
+    sums, steps = {}, 0
+    bar = tqdm(range(max(1, len(images) // bs)), desc=f"epoch {epoch} train", leave=False)
+    for b in bar:
+        t = now(device)
+        x = to_tensor(images[np.sort(order[b * bs:(b + 1) * bs])], device)
+        t1 = now(device)
+        aside = times["augment"] + times["label"]
+        loss, parts = step(x, times)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at epoch {epoch}, step {steps}: "
+                                     "stopping (lower train.lr?)")
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+        t3 = now(device)
+        times["data"] += t1 - t
+        times["train"] += (t3 - t1) - (times["augment"] + times["label"] - aside)
+        parts["loss"] = loss.detach()
+        for key, v in parts.items():
+            sums[key] = sums.get(key, 0.0) + float(v)
+        steps += 1
+        bar.set_postfix(loss=f"{parts['loss']:.3f}")
+    return {key: v / max(steps, 1) for key, v in sums.items()}
+
+
+def finish(times, t0):
+    times["total"] = time.perf_counter() - t0
+    times["outside_ratio"] = (times["total"] - times["train"]) / max(times["train"], 1e-9)
+    return times

@@ -1,0 +1,56 @@
+"""InfoSeg: segmentation step, soft assignment, MI step, network gradients."""
+import math
+
+import torch
+
+from lib.methods.infoseg import assignment, infoseg_loss, pair_scores, probabilities
+from lib.models.infoseg import InfoSegNet
+
+
+def test_probabilities_and_soft_assignment_by_hand():
+    local = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)  # one position, P = 2
+    glob = torch.tensor([[[2.0, 0.0], [0.0, 1.0]]])  # K = 2 global features
+    v = probabilities(local, glob, tau=0.5)  # scores 2 and 0 -> softmax(1, 0)
+    e = math.exp(1.0)
+    assert torch.allclose(v.flatten(), torch.tensor([e / (e + 1), 1 / (e + 1)]))
+    s = assignment(v, glob)
+    assert torch.allclose(s.flatten(), torch.tensor([2 * e / (e + 1), 1 / (e + 1)]))
+    assert torch.allclose(assignment(v, glob, hard=True).flatten(), torch.tensor([2.0, 0.0]))
+
+
+def test_positives_are_the_diagonal_of_the_pair_scores():
+    torch.manual_seed(0)
+    local, s = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2)
+    scores = pair_scores(local, s)
+    assert scores.shape == (3, 3, 2, 2)
+    assert torch.allclose(scores[1, 2], (local[1] * s[2]).sum(0))
+
+
+def test_loss_is_minus_the_bound_and_reaches_minus_2log2_when_images_separate():
+    # each image's local features align with its own global feature and are orthogonal to the others'
+    local = torch.eye(3).view(3, 3, 1, 1) * 20
+    glob = torch.eye(3).view(3, 1, 3) * 20  # K = 1 class: S = H
+    loss, v = infoseg_loss(local, glob, tau=0.8)
+    assert v.shape == (3, 1, 1, 1)
+    # positives 400 -> log 2 each; negatives 0 -> -(log 2 - log 2) = 0 ... both terms by hand:
+    expected_bound = (math.log(2) - math.log1p(math.exp(-400))) - (math.log1p(1) + 0 - math.log(2))
+    assert math.isclose(-loss.item(), expected_bound, abs_tol=1e-5)
+
+
+def test_one_step_lowers_each_loss_and_every_parameter_gets_a_gradient():
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    for bound, hard in (("jsd", False), ("dv", False), ("jsd", True)):
+        torch.manual_seed(0)
+        net = InfoSegNet(k=3, dim=32, width=16)
+        local, glob = net.features(x)
+        assert local.shape == (4, 32, 8, 8) and glob.shape == (4, 3, 32)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        loss, _ = infoseg_loss(local, glob, tau=0.8, bound=bound, hard=hard)
+        assert torch.isfinite(loss)
+        loss.backward()
+        missing = [n for n, q in net.named_parameters() if q.grad is None or not q.grad.abs().sum() > 0]
+        assert not missing, (bound, hard, missing[:3])
+        opt.step()
+        with torch.no_grad():  # train mode both times: the same batch statistics
+            after, _ = infoseg_loss(*net.features(x), tau=0.8, bound=bound, hard=hard)
+        assert after.item() < loss.item(), (bound, hard, loss.item(), after.item())
