@@ -2,6 +2,7 @@
 import hashlib
 import json
 import pickle
+from pathlib import Path
 
 import torch
 
@@ -16,6 +17,16 @@ def config_hash(params_dict):
     """Hash of everything training depends on: a checkpoint resumes only into the same run."""
     sub = {k: params_dict[k] for k in TRAIN_KEYS}
     return hashlib.sha256(json.dumps(sub, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def code_digest():
+    """Hash of the training code (lib/ and stages/train.py): an interrupted run of other code
+    is not resumed, since DVC re-runs training exactly when that code changes."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.md5()
+    for f in sorted((root / "lib").rglob("*.py")) + [root / "stages" / "train.py"]:
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def save(obj, path):

@@ -54,15 +54,17 @@ def augment(x, p, g):
     320 for view 2).
     """
     x1 = photometric(x, g) if p.aug.photometric else x
+    x2 = None
+    if not single_view(p):  # Modified DeepCluster has one view, its labels its own
+        x2 = photometric(x, g) if p.aug.photometric else x
     theta = None
     if p.aug.geometric:
         theta = sample_geometric(x.shape[0], g, scale=(p.aug.crop_scale, 1.0))
         x1 = apply_geometric(x1, theta, p.data.res)
     else:
         x1 = resize(x1, p.data.res)
-    if single_view(p):  # Modified DeepCluster: one view, its labels its own
+    if x2 is None:
         return x1, None, None
-    x2 = photometric(x, g) if p.aug.photometric else x
     return x1, resize(x2, p.data.res), theta
 
 

@@ -13,7 +13,7 @@ import typer
 import yaml
 from dvclive import Live
 
-from lib.checkpoint import config_hash, save, save_model
+from lib.checkpoint import code_digest, config_hash, save, save_model
 from lib.cli import pick_device, seed_everything, user_errors
 from lib.config import as_dict, load_params
 from lib.data import DataError, Prepared
@@ -43,7 +43,7 @@ def main(data: str = "data/prepared", out: str = "models/model.pt", metrics: str
           f"device {device}", flush=True)
 
     start, history = 0, []
-    key = config_hash(pd)
+    key = f"{config_hash(pd)}-{code_digest()}"  # same params and same code, or start afresh
     ckpt_path = Path(checkpoint)
     if ckpt_path.is_file() and n_epochs > 0:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)

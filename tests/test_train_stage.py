@@ -42,6 +42,29 @@ def test_interrupted_training_resumes_after_the_last_finished_epoch(params, tmp_
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
 
 
+def test_a_checkpoint_of_other_code_is_not_resumed(params, tmp_path, monkeypatch, capsys):
+    _, ppath = params(**TINY)
+    data = tmp_path / "prepared"
+    prepare_stage.main(out=str(data), metrics=str(tmp_path / "prep.json"), params=str(ppath))
+    paths = dict(data=str(data), out=str(tmp_path / "model.pt"), metrics=str(tmp_path / "train.json"),
+                 live_dir=str(tmp_path / "live"), checkpoint=str(tmp_path / "ckpt.pt"), params=str(ppath))
+    real = train_stage.train_one_epoch
+
+    def interrupted(*args, **kwargs):
+        if args[6] == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_stage, "train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_stage.main(**paths)
+    monkeypatch.setattr(train_stage, "train_one_epoch", real)
+    monkeypatch.setattr(train_stage, "code_digest", lambda: "edited-code")  # the code changed meanwhile
+    capsys.readouterr()
+    train_stage.main(**paths)
+    assert "resuming" not in capsys.readouterr().out
+
+
 def test_a_checkpoint_of_other_params_is_not_resumed(params, tmp_path, monkeypatch, capsys):
     _, ppath = params(**TINY)
     data = tmp_path / "prepared"
