@@ -7,6 +7,7 @@ pass a bounded sample (`cluster.max_points`), never a whole dataset.
 """
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 try:
     import faiss
@@ -78,8 +79,7 @@ def neg_sq_distance(z, mu):
 
 
 def predict_clusters(z, mu, size):
-    """Cluster id per pixel: nearest centroid, scores upsampled bilinearly to size x size (as evaluated)."""
-    import torch.nn.functional as F
-
-    return F.interpolate(neg_sq_distance(z, mu.to(z)), size=(size, size), mode="bilinear",
-                         align_corners=False).argmax(1)
+    """Cluster id per pixel: nearest centroid, scores upsampled bilinearly to size (int: square, or
+    (h, w)) as evaluated."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    return F.interpolate(neg_sq_distance(z, mu.to(z)), size=size, mode="bilinear", align_corners=False).argmax(1)

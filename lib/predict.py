@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from lib.clustering import neg_sq_distance
+from lib.clustering import predict_clusters
 from lib.data.base import IGNORE
 from lib.data.folder import IMAGE_SUFFIXES
 from lib.errors import DataError
+from lib.features import to_tensor
 from lib.io import atomic_path
 from lib.report import cluster_colours, colourise, palette
 
@@ -79,10 +79,8 @@ def overlay(image, clusters, colours, names, alpha=0.55):
 @torch.no_grad()
 def segment(model, mu, small_batch, sizes, device):
     """Cluster ids at each image's original size, for a batch of equally-sized resized images."""
-    x = torch.from_numpy(np.stack(small_batch)).to(device).permute(0, 3, 1, 2).float().div_(255)
-    s = neg_sq_distance(model(x).float(), mu)
-    return [F.interpolate(s[i:i + 1], size=hw, mode="bilinear", align_corners=False).argmax(1)[0].cpu().numpy()
-            for i, hw in enumerate(sizes)]
+    z = model(to_tensor(np.stack(small_batch), device)).float()
+    return [predict_clusters(z[i:i + 1], mu, hw)[0].cpu().numpy() for i, hw in enumerate(sizes)]
 
 
 def _write(out, name, clusters, image, lut, colours, names):

@@ -11,7 +11,8 @@ TINY = {"data.train_size": 8, "data.val_size": 2, "data.res": 32, "model.dim": 8
         "cluster.niter": 3}
 
 
-def test_interrupted_training_resumes_after_the_last_finished_epoch(params, tmp_path, monkeypatch, capsys):
+def _interrupted_run(params, tmp_path, monkeypatch):
+    """Prepare a tiny dataset and start a 2-epoch training that is interrupted in its second epoch."""
     _, ppath = params(**TINY)
     data = tmp_path / "prepared"
     prepare_stage.main(out=str(data), metrics=str(tmp_path / "prep.json"), params=str(ppath))
@@ -27,6 +28,11 @@ def test_interrupted_training_resumes_after_the_last_finished_epoch(params, tmp_
     monkeypatch.setattr(train_stage, "train_one_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train_stage.main(**paths)
+    return paths, real
+
+
+def test_interrupted_training_resumes_after_the_last_finished_epoch(params, tmp_path, monkeypatch, capsys):
+    paths, real = _interrupted_run(params, tmp_path, monkeypatch)
     assert (tmp_path / "ckpt.pt").is_file() and not (tmp_path / "model.pt").exists()
     out = capsys.readouterr().out
     assert "config:" in out and "lr:" in out  # the resolved config is printed first
@@ -43,21 +49,7 @@ def test_interrupted_training_resumes_after_the_last_finished_epoch(params, tmp_
 
 
 def test_a_checkpoint_of_other_code_is_not_resumed(params, tmp_path, monkeypatch, capsys):
-    _, ppath = params(**TINY)
-    data = tmp_path / "prepared"
-    prepare_stage.main(out=str(data), metrics=str(tmp_path / "prep.json"), params=str(ppath))
-    paths = dict(data=str(data), out=str(tmp_path / "model.pt"), metrics=str(tmp_path / "train.json"),
-                 live_dir=str(tmp_path / "live"), checkpoint=str(tmp_path / "ckpt.pt"), params=str(ppath))
-    real = train_stage.train_one_epoch
-
-    def interrupted(*args, **kwargs):
-        if args[6] == 1:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_stage, "train_one_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train_stage.main(**paths)
+    paths, real = _interrupted_run(params, tmp_path, monkeypatch)
     monkeypatch.setattr(train_stage, "train_one_epoch", real)
     monkeypatch.setattr(train_stage, "code_digest", lambda: "edited-code")  # the code changed meanwhile
     capsys.readouterr()
