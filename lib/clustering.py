@@ -1,13 +1,24 @@
-"""k-means and nearest-centroid assignment on pixel features.
+"""k-means, nearest-centroid assignment and the scored pixel classifiers.
 
 faiss on the CPU (and faiss-gpu when it sees a GPU); a plain torch k-means
 on CUDA tensors when faiss has no GPU support, so the GPU path never copies
 millions of vectors back to the host. Memory stays bounded because callers
 pass a bounded sample (`cluster.max_points`), never a whole dataset.
+
+What `evaluate` and `predict` score is a pixel classifier, a (k, d + 1)
+array [W | b]: the cluster of a feature z is argmax_k W_k . z + b_k. Every
+way a method labels pixels is one (PiCIE Table 1's "Classifier" column):
+- prototype: the nearest k-means centroid. ||z - mu_k||^2 = ||z||^2 -
+  2 mu_k . z + ||mu_k||^2 and ||z||^2 is the same for every k, so W = 2 mu,
+  b = -||mu||^2; bilinear upsampling, being linear, keeps that equivalence.
+- linear: a 1x1 classifier fitted on the k-means labels of the features.
+- argmax: the identity, for networks that output their own assignments.
 """
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from lib.losses import balance_weights, cluster_loss
 
 try:
     import faiss
@@ -78,8 +89,59 @@ def neg_sq_distance(z, mu):
         - (z * z).sum(1, keepdim=True)
 
 
-def predict_clusters(z, mu, size):
-    """Cluster id per pixel: nearest centroid, scores upsampled bilinearly to size (int: square, or
-    (h, w)) as evaluated."""
+def prototype_classifier(mu):
+    """The nearest-centroid classifier of centroids mu (k, d) as [W | b] (module docstring)."""
+    mu = mu.float()
+    return torch.cat([2 * mu, -(mu * mu).sum(1, keepdim=True)], 1)
+
+
+def argmax_classifier(k):
+    """The identity [I | 0]: the argmax of features that are already cluster assignments."""
+    return torch.cat([torch.eye(k), torch.zeros(k, 1)], 1)
+
+
+def fit_linear_classifier(x, labels, k, epochs, lr, balance=True, seed=0, batch_size=4096):
+    """A linear classifier [W | b] fitted by Adam on the cross-entropy of labels (k-means) given x (n, d).
+
+    `balance` weighs clusters inversely to their size, as the training loss
+    does (loss.balance), so that small clusters are not absorbed by big ones.
+    Returns the classifier and the fraction of x it labels as `labels` do.
+    """
+    g = torch.Generator().manual_seed(seed)
+    x, labels = x.float(), labels.long()
+    head = torch.nn.Linear(x.shape[1], k)
+    weight = balance_weights(torch.bincount(labels, minlength=k)) if balance else None
+    opt = torch.optim.Adam(head.parameters(), lr=lr)
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), batch_size):
+            idx = order[i:i + batch_size]
+            loss = cluster_loss(head(x[idx]), labels[idx], weight)
+            if not torch.isfinite(loss):
+                raise FloatingPointError("linear classifier fit: non-finite loss (lower cluster.linear_lr?)")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        hits = sum(int(head(x[i:i + batch_size]).argmax(1).eq(labels[i:i + batch_size]).sum())
+                   for i in range(0, len(x), batch_size))
+        return torch.cat([head.weight, head.bias[:, None]], 1), hits / max(len(x), 1)
+
+
+def classifier_scores(z, clf):
+    """Scores W_k . z + b_k of features z (B, d, h, w) under clf (k, d + 1) -> (B, k, h, w)."""
+    clf = clf.to(z)
+    return torch.einsum("bdhw,kd->bkhw", z, clf[:, :-1]) + clf[:, -1].view(1, -1, 1, 1)
+
+
+def predict_clusters(z, clf, size):
+    """Cluster id per pixel: the classifier's scores upsampled bilinearly to size (int: square, or (h, w)),
+    argmax, as evaluated."""
     size = (size, size) if isinstance(size, int) else tuple(size)
-    return F.interpolate(neg_sq_distance(z, mu.to(z)), size=size, mode="bilinear", align_corners=False).argmax(1)
+    return F.interpolate(classifier_scores(z, clf), size=size, mode="bilinear", align_corners=False).argmax(1)
+
+
+def scoring(network_scoring, p):
+    """How a run's pixels are labelled: argmax (a network that outputs assignments: IIC, InfoSeg) or,
+    for networks whose features are clustered, model.classifier (prototype | linear)."""
+    return "argmax" if network_scoring == "argmax" else p.model.classifier

@@ -59,7 +59,7 @@ SCHEMA = {
     "model.weights": str,
     "model.dim": int,
     "model.levels": int,
-    "model.classifier": ("prototype", "linear"),
+    "model.classifier": (AUTO, "prototype", "linear"),
     "aug.photometric": bool,
     "aug.geometric": bool,
     "aug.crop_scale": float,
@@ -73,6 +73,8 @@ SCHEMA = {
     "cluster.max_points": int,
     "cluster.niter": int,
     "cluster.labels": ("snapshot", "online"),
+    "cluster.linear_epochs": int,
+    "cluster.linear_lr": float,
     "train.epochs": int,
     "train.batch_size": (AUTO, int),
     "train.lr": (AUTO, float),
@@ -99,7 +101,7 @@ SCHEMA = {
 
 POSITIVE = {"data.res", "data.train_res", "data.min_side", "model.dim", "cluster.k", "cluster.niter", "cluster.max_points",
             "train.batch_size", "dump.train_points", "data.train_size", "data.val_size", "probe.lr", "retrain.lr",
-            "train.lr", "infoseg.dim", "infoseg.width", "infoseg.tau"}
+            "train.lr", "cluster.linear_epochs", "cluster.linear_lr", "infoseg.dim", "infoseg.width", "infoseg.tau"}
 
 
 def _flatten(d, prefix=""):
@@ -129,14 +131,14 @@ def validate(raw, source="params.yaml"):
             raise ParamsError(f"{source}: missing key '{key}'")
         value = flat[key]
         what = None
+        if isinstance(spec, tuple) and all(isinstance(s, str) for s in spec):
+            if value not in spec:
+                raise ParamsError(f"{source}: '{key}' is {value!r}; expected one of {', '.join(spec)}")
+            continue
         if isinstance(spec, tuple) and spec[0] == AUTO:
             if value == AUTO:
                 continue
             spec, what = spec[1], f"{'an int' if spec[1] is int else 'a number'} or 'auto'"
-        elif isinstance(spec, tuple) and all(isinstance(s, str) for s in spec):
-            if value not in spec:
-                raise ParamsError(f"{source}: '{key}' is {value!r}; expected one of {', '.join(spec)}")
-            continue
         ok = isinstance(value, spec) and not (spec is int and isinstance(value, bool))
         if spec is float and isinstance(value, int) and not isinstance(value, bool):
             ok = True  # 1 is a fine learning rate
@@ -183,6 +185,8 @@ def _resolve_auto(flat, source):
     for key in ("lr", "batch_size"):
         if flat[f"train.{key}"] == AUTO:
             flat[f"train.{key}"] = METHOD_DEFAULTS.get(flat["method"], TRAIN_DEFAULTS)[key]
+    if flat["model.classifier"] == AUTO:  # Modified DeepCluster's classifier is parametric (PiCIE Sec. 3.1)
+        flat["model.classifier"] = "linear" if flat["method"] == "mdc" else "prototype"
     if flat["cluster.k"] == AUTO:
         k = proto["k"]
         classes = Path(flat["data.root"]) / "classes.txt"

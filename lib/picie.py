@@ -41,11 +41,6 @@ def single_view(p):
     return p.method == "mdc"
 
 
-def classifier_kind(p):
-    """Modified DeepCluster's classifier is parametric (PiCIE Sec. 3.1); PiCIE's is a param."""
-    return "linear" if p.method == "mdc" else p.model.classifier
-
-
 def augment(x, p, g):
     """Draw P1, P2 and G for a batch: returns (input of view 1, input of view 2, G or None).
 
@@ -68,8 +63,9 @@ def augment(x, p, g):
     return x1, resize(x2, p.data.res), theta
 
 
-def forward_views(model, x1, x2, theta, amp=False):
-    """z1 = f(G(P1 x)) and z2 = G(f(P2 x)), both (B, d, H/4, W/4), unit norm.
+def forward_views(model, x1, x2, theta, amp=False, normalize=True):
+    """z1 = f(G(P1 x)) and z2 = G(f(P2 x)), both (B, d, H/4, W/4), unit norm (normalize=False: the
+    FPN output before normalisation, which IIC's heads take).
 
     Both views go through the network as one batch of 2B: one pass is faster
     than two, and batch-norm sees both views.
@@ -77,13 +73,14 @@ def forward_views(model, x1, x2, theta, amp=False):
     b = x1.shape[0]
     if x2 is None:  # one view (Modified DeepCluster)
         with torch.autocast(x1.device.type, dtype=torch.bfloat16, enabled=amp):
-            return model(x1).float(), None
+            return model(x1, normalize).float(), None
     with torch.autocast(x1.device.type, dtype=torch.bfloat16, enabled=amp):
-        z = model(torch.cat([x1, x2]))
+        z = model(torch.cat([x1, x2]), normalize)
     z = z.float()
     z1, z2 = z[:b], z[b:]
     if theta is not None:
-        z2 = F.normalize(apply_geometric(z2, theta, z1.shape[-1]), dim=1)
+        z2 = apply_geometric(z2, theta, z1.shape[-1])
+        z2 = F.normalize(z2, dim=1) if normalize else z2
     return z1, z2
 
 
@@ -211,7 +208,7 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch):
     """One PiCIE (or Modified DeepCluster) epoch; returns mean losses and where the time went (seconds)."""
     t0 = time.perf_counter()
     levels, times = cluster_pass(model, images, p, g, device, epoch)
-    clf = Classifiers(levels, classifier_kind(p), p.model.dim).to(device)
+    clf = Classifiers(levels, p.model.classifier, p.model.dim).to(device)
     optimizers = [optimizer] + ([torch.optim.Adam(clf.parameters(), lr=p.train.lr)] if clf.heads else [])
     # Labels from the network as it was when the epoch's clusters were made (as
     # the authors' labelling pass), computed batch by batch instead of in a

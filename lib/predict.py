@@ -77,10 +77,10 @@ def overlay(image, clusters, colours, names, alpha=0.55):
 
 
 @torch.no_grad()
-def segment(model, mu, small_batch, sizes, device):
+def segment(model, clf, small_batch, sizes, device):
     """Cluster ids at each image's original size, for a batch of equally-sized resized images."""
     z = model(to_tensor(np.stack(small_batch), device)).float()
-    return [predict_clusters(z[i:i + 1], mu, hw)[0].cpu().numpy() for i, hw in enumerate(sizes)]
+    return [predict_clusters(z[i:i + 1], clf, hw)[0].cpu().numpy() for i, hw in enumerate(sizes)]
 
 
 def _write(out, name, clusters, image, lut, colours, names):
@@ -90,7 +90,7 @@ def _write(out, name, clusters, image, lut, colours, names):
         overlay(image, clusters, colours, names).save(tmp, quality=90)
 
 
-def run(files, out, model, mu, res, batch_size, device, mapping=None, classes=None):
+def run(files, out, model, clf, res, batch_size, device, mapping=None, classes=None):
     """Write out/labels/<name>.png and out/overlays/<name>.jpg for each readable image.
 
     Label PNGs hold the matched class id of each pixel when the run was scored
@@ -100,7 +100,7 @@ def run(files, out, model, mu, res, batch_size, device, mapping=None, classes=No
     out = Path(out)
     (out / "labels").mkdir(parents=True, exist_ok=True)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
-    k = len(mu)
+    k = len(clf)
     colours = label_colours(mapping, classes, k)
     if mapping is not None:
         lut = np.array([c if c >= 0 else IGNORE for c in mapping], dtype=np.uint8)
@@ -108,14 +108,14 @@ def run(files, out, model, mu, res, batch_size, device, mapping=None, classes=No
     else:
         lut, names = np.arange(k, dtype=np.uint8), [f"cluster {i}" for i in range(k)]
     model.eval()
-    mu = mu.to(device)
+    clf = clf.to(device)
     taken, skipped, written = set(), [], 0
     pending = []  # (name, original, resized) of one resized shape
 
     def flush():
         nonlocal written
         if pending:
-            labels = segment(model, mu, [p[2] for p in pending], [p[1].shape[:2] for p in pending], device)
+            labels = segment(model, clf, [p[2] for p in pending], [p[1].shape[:2] for p in pending], device)
             for (name, image, _), clusters in zip(pending, labels):
                 _write(out, name, clusters, image, lut, colours, names)
                 written += 1

@@ -1,8 +1,11 @@
-"""Stage `cluster`: k-means (cluster.k) on the dumped training pixels -> centroids.
+"""Stage `cluster`: the pixel classifier that is scored -> models/classifier.npy.
 
-For methods scored by their own argmax (IIC, InfoSeg: the dump holds their
-assignments) the centroids are the one-hot vectors, so that the nearest
-centroid of a pixel is its argmax and `evaluate` stays one code path.
+A (k, d + 1) array [W | b] (lib/clustering): k-means (cluster.k) on the
+dumped training pixels, then, by model.classifier, the nearest-centroid
+classifier (prototype) or a linear classifier fitted on the k-means labels
+(linear: PiCIE Table 1's "No Train / Linear" and Modified DeepCluster). For
+methods scored by their own argmax (IIC, InfoSeg: the dump holds their
+assignments) it is the identity, so that `evaluate` stays one code path.
 """
 import h5py
 import numpy as np
@@ -10,26 +13,31 @@ import torch
 import typer
 
 from lib.cli import user_errors
-from lib.clustering import kmeans
+from lib.clustering import (argmax_classifier, assign, fit_linear_classifier, kmeans, prototype_classifier,
+                            scoring)
 from lib.config import load_params
 from lib.io import atomic_path
 
 
 @user_errors
-def main(features: str = "features/features.h5", out: str = "models/centroids.npy", params: str = "params.yaml"):
+def main(features: str = "features/features.h5", out: str = "models/classifier.npy", params: str = "params.yaml"):
     p = load_params(params)
     with h5py.File(features, "r") as f:
         x = torch.from_numpy(f["train/features"][:].astype(np.float32))
-        scoring = f.attrs.get("scoring", "kmeans")
-    if scoring == "argmax":
-        # IIC, InfoSeg: their own assignments are scored; the nearest one-hot vector is the argmax
-        mu = np.eye(x.shape[1], dtype=np.float32)
-        done = f"{len(mu)} one-hot centroids (the network's own argmax is scored)"
+        how = scoring(f.attrs.get("scoring", "kmeans"), p)
+    if how == "argmax":
+        clf = argmax_classifier(x.shape[1])
+        done = f"identity on {x.shape[1]} assignments (the network's own argmax is scored)"
     else:
-        mu = kmeans(x, p.cluster.k, p.cluster.niter, p.seed).numpy()
+        mu = kmeans(x, p.cluster.k, p.cluster.niter, p.seed)
         done = f"k-means: {p.cluster.k} centroids from {len(x)} training pixels"
+        clf = prototype_classifier(mu)
+        if how == "linear":
+            clf, agreement = fit_linear_classifier(x, assign(x, mu), p.cluster.k, p.cluster.linear_epochs,
+                                                   p.cluster.linear_lr, p.loss.balance, p.seed)
+            done += f"; a linear classifier fitted on their labels agrees with {100 * agreement:.1f}% of them"
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, mu)
+        np.save(fh, clf.numpy().astype(np.float32))
     print(f"{done} -> {out}")
 
 

@@ -1,6 +1,7 @@
-"""Stage `evaluate`: assign validation pixels to the centroids and score them.
+"""Stage `evaluate`: label validation pixels with the run's classifier and score them.
 
-As the authors did: scores -||z - mu_k||^2 at feature resolution, bilinearly
+As the authors did: the classifier's scores at feature resolution (for
+prototypes, -||z - mu_k||^2 up to a per-pixel constant), bilinearly
 upsampled to the label size, argmax, a (class x cluster) histogram, Hungarian
 matching, pixel accuracy and mIoU, and the same on the things and stuff
 partitions. Without labels, only the predictions are written.
@@ -11,7 +12,7 @@ import torch
 import typer
 
 from lib.cli import user_errors
-from lib.clustering import predict_clusters
+from lib.clustering import predict_clusters, scoring
 from lib.config import load_params
 from lib.data import Prepared
 from lib.io import atomic_path, write_json
@@ -21,24 +22,24 @@ from lib.report import plot_confusion
 
 @user_errors
 def main(data: str = "data/prepared", features: str = "features/features.h5",
-         centroids: str = "models/centroids.npy", metrics: str = "metrics/eval.json",
+         classifier: str = "models/classifier.npy", metrics: str = "metrics/eval.json",
          details: str = "results/evaluation.json", predictions: str = "results/predictions.npy",
          confusion_png: str = "reports/confusion.png", params: str = "params.yaml"):
-    load_params(params)  # evaluate reads no knob, but a broken params.yaml should still stop it
+    p = load_params(params)
     prepared = Prepared(data)
-    mu = torch.from_numpy(np.load(centroids))
-    k = len(mu)
+    clf = torch.from_numpy(np.load(classifier))
+    k = len(clf)
     labels = prepared.labels("val")
     n_classes = len(prepared.classes)
     hist = np.zeros((max(n_classes, 1), k), dtype=np.int64)
     with h5py.File(features, "r") as f, atomic_path(predictions) as tmp:
         vf = f["val/features"]
-        scoring = str(f.attrs.get("scoring", "kmeans"))
+        how = scoring(str(f.attrs.get("scoring", "kmeans")), p)
         res = prepared.meta["res"]
         preds = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(vf), res, res))
         for i in range(0, len(vf), 64):
             z = torch.from_numpy(vf[i:i + 64].astype(np.float32))
-            preds[i:i + len(z)] = predict_clusters(z, mu, res).numpy().astype(np.uint8)
+            preds[i:i + len(z)] = predict_clusters(z, clf, res).numpy().astype(np.uint8)
             if labels is not None and n_classes:
                 hist += histogram(labels[i:i + len(z)], preds[i:i + len(z)], n_classes, k)
         preds.flush()
@@ -46,7 +47,7 @@ def main(data: str = "data/prepared", features: str = "features/features.h5",
 
     out = {"val_images": int(prepared.meta["splits"]["val"])}
     detail = {"classes": prepared.classes, "k": k, "labelled": labels is not None and n_classes > 0,
-              "scoring": scoring}
+              "scoring": how}
     if detail["labelled"]:
         scored, mapping, conf = evaluate_histogram(hist, prepared.classes, prepared.things, prepared.stuff)
         out.update(scored)

@@ -24,25 +24,25 @@ from lib.predict import collect, run
 
 @user_errors
 def main(images: List[str] = typer.Argument(..., help="image files and/or folders of images"),
-         out: str = "predictions", model_path: str = "models/model.pt", centroids: str = "models/centroids.npy",
+         out: str = "predictions", model_path: str = "models/model.pt", classifier: str = "models/classifier.npy",
          evaluation: str = "results/evaluation.json", batch_size: int = 16, device: str = "auto",
          res: int = typer.Option(0, help="short side the images are resized to (0: the run's data.res)")):
     dev = pick_device(device)
     model, run_params = load_model(model_path, dev)
     if getattr(model, "in_chans", 3) != 3:
         raise DataError(f"{model_path} takes {model.in_chans} channels (R, G, B, IR); predict reads RGB images")
-    mu = torch.from_numpy(np.load(centroids)).float()
+    clf = torch.from_numpy(np.load(classifier)).float()
     mapping, classes = None, None
     ev = Path(evaluation)
     if ev.is_file():
         detail = json.loads(ev.read_text())
-        if detail.get("mapping") and len(detail["mapping"]) == len(mu):
+        if detail.get("mapping") and len(detail["mapping"]) == len(clf):
             mapping, classes = detail["mapping"], detail["classes"]
     files = collect(images)
     side = res or run_params["data"]["res"]
-    print(f"{len(files)} images, short side {side} px, {len(mu)} clusters"
+    print(f"{len(files)} images, short side {side} px, {len(clf)} clusters"
           f"{', named by ' + evaluation if mapping else ''}, device {dev}", flush=True)
-    written, skipped = run(files, out, model, mu, side, batch_size, dev, mapping, classes)
+    written, skipped = run(files, out, model, clf, side, batch_size, dev, mapping, classes)
     with atomic_path(Path(out) / "skipped.txt") as tmp:
         tmp.write_text("".join(f"{f}\t{why}\n" for f, why in skipped))
     print(f"{written} segmented -> {out}/labels, {out}/overlays; {len(skipped)} skipped"

@@ -2,8 +2,9 @@
 
     python -m stages.seeds --seeds 0 --seeds 1 --seeds 2               # the params in the workspace
     python -m stages.seeds --seeds 0 --seeds 1 -S loss.cross=false     # an ablation, over two seeds
+    python -m stages.seeds -S method=iic --target evaluate              # only up to the scores
 
-Queues one experiment per seed (`dvc exp run --queue -S seed=N -n <prefix>-sN`),
+Queues one experiment per seed (`dvc exp run --queue -S seed=N -n <prefix>-sN [target]`),
 runs the queue (`dvc exp run --run-all`), reads each experiment's metrics back
 from `dvc exp show --json`, and writes reports/seeds.md (a table of every
 headline metric, mean +- sample std) and metrics/seeds.json (flat), then
@@ -60,6 +61,7 @@ def experiment_metrics(show, names):
 def main(seeds: List[int] = typer.Option([0, 1, 2], "--seeds", help="seeds to run"),
          set_param: List[str] = typer.Option([], "-S", "--set-param", help="key=value, as for dvc exp run"),
          prefix: str = typer.Option("seeds", help="experiment names are <prefix>-s<seed>"),
+         target: str = typer.Option("", help="a stage to reproduce up to (e.g. evaluate); default: all"),
          out: str = "reports/seeds.md", metrics: str = "metrics/seeds.json"):
     names = [f"{prefix}-s{s}" for s in seeds]
     existing = experiment_metrics(json.loads(_dvc("exp", "show", "--json")), set(names))
@@ -69,7 +71,7 @@ def main(seeds: List[int] = typer.Option([0, 1, 2], "--seeds", help="seeds to ru
         args = ["exp", "run", "--queue", "-n", name, "-S", f"seed={seed}"]
         for kv in set_param:
             args += ["-S", kv]
-        _dvc(*args)
+        _dvc(*args, *([target] if target else []))
     _dvc("exp", "run", "--run-all")
     runs = experiment_metrics(json.loads(_dvc("exp", "show", "--json")), set(names))
     missing = [n for n in names if n not in runs]

@@ -1,7 +1,11 @@
 import numpy as np
+import pytest
 import torch
 
-from lib.clustering import _kmeans_torch, assign, kmeans, neg_sq_distance
+import torch.nn.functional as F
+
+from lib.clustering import (_kmeans_torch, argmax_classifier, assign, classifier_scores, fit_linear_classifier, kmeans,
+                            neg_sq_distance, predict_clusters, prototype_classifier)
 
 
 def _blobs(seed=0):
@@ -44,3 +48,38 @@ def test_neg_sq_distance_argmax_is_nearest_centroid():
     expected = -((x[:12, None] - mu[None]) ** 2).sum(-1)
     assert torch.allclose(s[0].reshape(4, 12).T, expected, atol=1e-4)
     assert torch.equal(s.argmax(1).flatten(), assign(x[:12], mu))
+
+
+def test_prototype_classifier_labels_as_the_nearest_centroid_also_after_upsampling():
+    """[2 mu | -||mu||^2] differs from -||z - mu||^2 by -||z||^2 per pixel: the same argmax, upsampled too."""
+    g = torch.Generator().manual_seed(0)
+    z = F.normalize(torch.randn(2, 16, 5, 5, generator=g), dim=1)
+    mu = torch.randn(6, 16, generator=g) * 0.5
+    clf = prototype_classifier(mu)
+    assert clf.shape == (6, 17)
+    s = classifier_scores(z, clf)
+    assert torch.allclose(s - (z * z).sum(1, keepdim=True), neg_sq_distance(z, mu), atol=1e-5)
+    reference = F.interpolate(neg_sq_distance(z, mu), size=(13, 11), mode="bilinear", align_corners=False).argmax(1)
+    assert torch.equal(predict_clusters(z, clf, (13, 11)), reference)
+
+
+def test_argmax_classifier_is_the_identity():
+    p = torch.rand(1, 4, 3, 3)
+    assert torch.equal(classifier_scores(p, argmax_classifier(4)), p)
+
+
+def test_linear_classifier_fit_on_kmeans_labels_reproduces_them():
+    """No Train / Linear: a 1x1 classifier fitted on k-means labels of separable features labels as they do."""
+    x, labels, _ = _blobs(2)
+    x = F.normalize(x, dim=1)  # pixel features are unit vectors
+    mu = kmeans(x, 4, 20, 0)
+    pseudo = assign(x, mu)
+    for balance in (True, False):
+        clf, agreement = fit_linear_classifier(x, pseudo, 4, epochs=30, lr=0.05, balance=balance, seed=0,
+                                               batch_size=64)
+        assert clf.shape == (4, 4) and torch.isfinite(clf).all()
+        pred = classifier_scores(x.T[None, :, :, None], clf)[0, :, :, 0].argmax(0)
+        assert agreement == pytest.approx(pred.eq(pseudo).float().mean().item()) and agreement > 0.99
+        assert _purity(pred, labels) > 0.99
+    untrained, chance = fit_linear_classifier(x, pseudo, 4, epochs=0, lr=0.05)
+    assert chance < 0.9  # the fit, not the initialisation, is what agrees

@@ -62,3 +62,20 @@ def test_iic_heads_one_step_raises_the_mutual_information():
     assert all(q.grad is not None and q.grad.abs().sum() > 0 for q in heads.parameters())
     torch.optim.Adam(heads.parameters(), lr=1e-2).step()
     assert iic_loss(heads, z, z2)[0].item() < loss.item()
+
+
+def test_fresh_iic_network_starts_away_from_the_uniform_saddle():
+    """IIC's heads read the FPN output before L2 normalisation. On unit vectors a fresh head's assignments
+    are near uniform, where the MI and its gradient vanish; training then never left it (loss -0.000)."""
+    from lib.models import AssignmentNet, build_model
+
+    torch.manual_seed(0)
+    net = AssignmentNet(build_model("efficientnet_lite0", "imagenet", 16, 2), k=4).eval()
+    x = torch.rand(2, 3, 64, 64)
+    x[..., 32:] = torch.rand(2, 3, 1, 1)  # two regions per image
+    with torch.no_grad():
+        p = net(x)
+        on_unit_vectors = net.heads(net.net(x))[0]
+    assert p.shape == (2, 4, 16, 16) and torch.allclose(p.sum(1), torch.ones(2, 16, 16))
+    assert iic_mutual_information(p, p).item() > 0.05
+    assert iic_mutual_information(on_unit_vectors, on_unit_vectors).item() < 1e-3  # what it was

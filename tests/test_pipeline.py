@@ -61,7 +61,7 @@ def test_repro_then_ablation_then_metrics_diff(tmp_path):
         assert isinstance(metrics[key], (int, float)), key
     assert 0 <= metrics["acc"] <= 100 and 0 <= metrics["miou"] <= 100
     assert all(not isinstance(v, (list, dict)) for v in metrics.values())
-    for artifact in ("models/model.pt", "features/features.h5", "models/centroids.npy", "reports/report.md",
+    for artifact in ("models/model.pt", "features/features.h5", "models/classifier.npy", "reports/report.md",
                      "reports/confusion.png", "reports/figures/overlays.png", "reports/figures/curves.png",
                      "reports/train/plots/metrics/train/loss.tsv"):
         assert (repo / artifact).is_file(), artifact
@@ -133,7 +133,7 @@ def test_one_epoch_repro_on_each_benchmark_fixture(tmp_path, name, build, extra)
     assert 0 <= metrics["acc"] <= 100 and metrics["val_images"] == prep["val_images"] > 0
     meta = json.loads((repo / "data/prepared/meta.json").read_text())
     k = {"cocostuff27": 27, "cityscapes27": 27, "cocopersons": 2, "potsdam": 6}[name]
-    assert len(meta["classes"]) == k and np.load(repo / "models/centroids.npy").shape[0] == k
+    assert len(meta["classes"]) == k and np.load(repo / "models/classifier.npy").shape[0] == k
     assert (repo / "reports/figures/overlays.png").is_file()
 
 
@@ -144,9 +144,11 @@ def test_every_method_runs_end_to_end_as_an_experiment(tmp_path):
     _run(dvc + ["repro"], repo, env)
     _run(["git", "add", "-A"], repo, env)
     _run(["git", "commit", "-qm", "baseline"], repo, env)
-    for method, scoring, trained in (("mdc", "kmeans", True), ("iic", "argmax", True),
-                                     ("infoseg", "argmax", True), ("notrain", "kmeans", False)):
-        log = _run(dvc + ["exp", "run", "-S", f"method={method}"], repo, env)
+    for method, classifier, scoring, trained in (
+            ("mdc", "auto", "linear", True), ("iic", "auto", "argmax", True), ("infoseg", "auto", "argmax", True),
+            ("notrain", "auto", "prototype", False), ("notrain", "linear", "linear", False)):
+        log = _run(dvc + ["exp", "run", "-S", f"method={method}", "-S", f"model.classifier={classifier}"],
+                   repo, env)
         assert "'prepare' didn't change" in log
         metrics = json.loads((repo / "metrics/eval.json").read_text())
         assert 0 <= metrics["acc"] <= 100 and 0 <= metrics["miou"] <= 100, method
@@ -155,5 +157,6 @@ def test_every_method_runs_end_to_end_as_an_experiment(tmp_path):
         assert json.loads((repo / "metrics/train.json").read_text())["epochs"] == (1 if trained else 0)
         report = (repo / "reports/report.md").read_text()
         assert f"- method: `{method}`" in report and ("own argmax" in report) == (scoring == "argmax")
-        mu = np.load(repo / "models/centroids.npy")
-        assert mu.shape[0] == 8 and (scoring == "kmeans" or np.array_equal(mu, np.eye(8)))
+        assert ("linear classifier fitted" in report) == (scoring == "linear")
+        clf = np.load(repo / "models/classifier.npy")  # [W | b]; the identity for the argmax methods
+        assert clf.shape[0] == 8 and (scoring != "argmax" or np.array_equal(clf, np.eye(8, 9)))

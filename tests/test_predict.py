@@ -3,9 +3,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from lib.checkpoint import save_model
+from lib.clustering import prototype_classifier
 from lib.models import build_model
 from stages import predict
 
@@ -15,7 +17,7 @@ def _run_dir(tmp_path, mapping=None):
     run = tmp_path / "run"
     (run / "models").mkdir(parents=True)
     save_model(build_model("rgb"), run / "models/model.pt", {"data": {"res": 32}})
-    np.save(run / "models/centroids.npy", np.eye(3, dtype=np.float32) * 0.9)
+    np.save(run / "models/classifier.npy", prototype_classifier(torch.eye(3) * 0.9).numpy())
     if mapping is not None:
         (run / "results").mkdir()
         (run / "results/evaluation.json").write_text(json.dumps(
@@ -38,7 +40,7 @@ def _images(folder):
 
 def _predict(run, images, out, capsys):
     predict.main([str(images)], out=str(out), model_path=str(run / "models/model.pt"),
-                 centroids=str(run / "models/centroids.npy"), evaluation=str(run / "results/evaluation.json"),
+                 classifier=str(run / "models/classifier.npy"), evaluation=str(run / "results/evaluation.json"),
                  batch_size=2, device="cpu", res=0)
     return capsys.readouterr()
 

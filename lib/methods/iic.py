@@ -35,7 +35,7 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch):
         t = now(device)
         views = augment(x, p, g)
         times["augment"] += now(device) - t
-        z1, z2 = forward_views(model.net, *views, amp=amp)
+        z1, z2 = forward_views(model.net, *views, amp=amp, normalize=False)  # raw: the heads' input
         return iic_loss(model.heads, z1, z2, p.iic.displacement)
 
     model.train()

@@ -28,7 +28,9 @@ class AssignmentNet(nn.Module):
         self.backbone_name = net.backbone_name
 
     def forward(self, x, normalize=True):
-        return self.heads(self.net(x))[0]
+        # the heads read the FPN output before L2 normalisation: on unit vectors a fresh head's logits are
+        # ~0.1, its assignments near uniform, where the MI and its gradient vanish (IIC never left it)
+        return self.heads(self.net(x, normalize=False))[0]
 
     def embed(self, x, normalize=True):
         return self.net(x, normalize=normalize)

@@ -1,0 +1,98 @@
+"""The README's results tables, mean +- std over seeds, each row a set of DVC experiments.
+
+    python bench/tables.py --table methods   [--seeds 0 --seeds 1 --seeds 2] [--only picie,iic]
+    python bench/tables.py --table ablations [--seeds 0 --seeds 1]
+
+- methods: PiCIE's Table 1 rows plus InfoSeg on the embedded dataset, scored
+  as each method is (k-means prototypes, a linear classifier on k-means
+  labels, or the network's own argmax), with the training time per epoch.
+  Experiments stop at `evaluate` (no probe or re-training).
+- ablations: baselines, PiCIE and its switches, through the whole pipeline
+  (probe and re-training columns).
+
+Each row is one call of the seeds command (`python -m stages.seeds`): the
+row's `-S` settings, one experiment per seed through DVC's queue. Run it from
+the repository root with the venv active, on a committed workspace, and with
+nothing else busy if the time column matters. A row's experiments are named
+`<row>-s<seed>` (`dvc exp show` lists them); its statistics land in
+runs/<table>/<row>.json and the table in reports/<table>.md.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import typer
+
+METHOD_ROWS = {  # name -> (description, -S settings), in the order of PiCIE's Table 1
+    "notrain_linear": ("No Train (ImageNet) / Linear", ["method=notrain", "model.classifier=linear"]),
+    "notrain": ("No Train (ImageNet) / Prototype", ["method=notrain"]),
+    "rgb": ("raw-RGB k-means / Prototype", ["method=notrain", "model.backbone=rgb"]),
+    "mdc": ("Modified DeepCluster / Linear", ["method=mdc"]),
+    "iic_shallow": ("IIC, first two stages (res12's analogue) / own argmax", ["method=iic", "model.levels=2"]),
+    "iic": ("IIC / own argmax", ["method=iic"]),
+    "picie": ("PiCIE / Prototype", []),
+    "picie_h": ("PiCIE + H (cluster.k_over=32) / Prototype", ["cluster.k_over=32"]),
+    "infoseg": ("InfoSeg (random init) / own argmax", ["method=infoseg"]),
+}
+ABLATION_ROWS = {
+    "rgb": ("raw-RGB k-means", ["method=notrain", "model.backbone=rgb"]),
+    "untrained": ("untrained network (ImageNet) + k-means", ["method=notrain"]),
+    "picie": ("PiCIE", []),
+    "no_cross": ("PiCIE, loss.cross=false", ["loss.cross=false"]),
+    "no_geometric": ("PiCIE, aug.geometric=false", ["aug.geometric=false"]),
+    "k_over": ("PiCIE + H, cluster.k_over=32", ["cluster.k_over=32"]),
+}
+# (column title, key of the seeds statistics, decimals)
+SCORES = (("acc", "eval.acc", 2), ("mIoU", "eval.miou", 2), ("things mIoU", "eval.things_miou", 2),
+          ("stuff mIoU", "eval.stuff_miou", 2))
+TABLES = {  # table -> (rows, columns, stage the experiments stop at)
+    "methods": (METHOD_ROWS, SCORES + (("s / epoch", "train.epoch_time_s", 1),), "evaluate"),
+    "ablations": (ABLATION_ROWS, SCORES + (("probe acc", "probe.acc", 2), ("probe mIoU", "probe.miou", 2),
+                                           ("retrained C-mIoU", "retrain.c_miou", 2)), ""),
+}
+
+
+def cell(stats, key, decimals=2):
+    if f"{key}_mean" not in stats:
+        return "n/a"
+    return f"{stats[key + '_mean']:.{decimals}f} ± {stats[key + '_std']:.{decimals}f}"
+
+
+def row_line(desc, stats, columns):
+    return f"| {desc} | {' | '.join(cell(stats, key, d) for _, key, d in columns)} |"
+
+
+def main(table: str = typer.Option("methods", help="methods | ablations"),
+         seeds: List[int] = typer.Option([0, 1, 2], "--seeds"), only: str = "", root: str = "runs",
+         out: str = typer.Option("", help="default: reports/<table>.md")):
+    if table not in TABLES:
+        raise typer.BadParameter(f"--table must be one of {', '.join(TABLES)}, got {table!r}")
+    rows, columns, target = TABLES[table]
+    names = [n for n in rows if not only or n in only.split(",")]
+    folder = Path(root) / table
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [f"| method | {' | '.join(c for c, _, _ in columns)} |", "|---" * (len(columns) + 1) + "|"]
+    for name in names:
+        desc, settings = rows[name]
+        stats_path = folder / f"{name}.json"
+        cmd = [sys.executable, "-m", "stages.seeds", "--prefix", name, "--out", str(folder / f"{name}.md"),
+               "--metrics", str(stats_path), "--target", target]
+        for s in seeds:
+            cmd += ["--seeds", str(s)]
+        for kv in settings:
+            cmd += ["-S", kv]
+        subprocess.run(cmd, check=True)
+        lines.append(row_line(desc, json.loads(stats_path.read_text()), columns))
+        print(lines[-1], flush=True)
+    text = "\n".join(lines) + (f"\n\nmean ± sample std over seeds {', '.join(map(str, seeds))} "
+                               "(DVC experiment queue); scores in %.\n")
+    out = Path(out or f"reports/{table}.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    typer.run(main)
