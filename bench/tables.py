@@ -47,6 +47,7 @@ ABLATION_ROWS = {
 # (column title, key of the seeds statistics, decimals)
 SCORES = (("acc", "eval.acc", 2), ("mIoU", "eval.miou", 2), ("things mIoU", "eval.things_miou", 2),
           ("stuff mIoU", "eval.stuff_miou", 2))
+TITLES = {"methods": "Methods compared on the embedded dataset", "ablations": "PiCIE's ablations on the embedded dataset"}
 TABLES = {  # table -> (rows, columns, stage the experiments stop at)
     "methods": (METHOD_ROWS, SCORES + (("s / epoch", "train.epoch_time_s", 1),), "evaluate"),
     "ablations": (ABLATION_ROWS, SCORES + (("probe acc", "probe.acc", 2), ("probe mIoU", "probe.miou", 2),
@@ -64,34 +65,45 @@ def row_line(desc, stats, columns):
     return f"| {desc} | {' | '.join(cell(stats, key, d) for _, key, d in columns)} |"
 
 
+def render(table, stats_by_row):
+    """The markdown table of the rows that have statistics, in the table's row order."""
+    rows, columns, _ = TABLES[table]
+    lines = [f"# {TITLES[table]}", "", f"| method | {' | '.join(c for c, _, _ in columns)} |",
+             "|---" * (len(columns) + 1) + "|"]
+    runs = set()
+    for name, (desc, _) in rows.items():
+        if name in stats_by_row:
+            lines.append(row_line(desc, stats_by_row[name], columns))
+            runs |= {v for k, v in stats_by_row[name].items() if k.endswith("_n")}
+    counts = " or ".join(str(n) for n in sorted(runs)) or "no"
+    return "\n".join(lines) + f"\n\nmean ± sample std over {counts} seeds (DVC experiment queue); scores in %.\n"
+
+
 def main(table: str = typer.Option("methods", help="methods | ablations"),
          seeds: List[int] = typer.Option([0, 1, 2], "--seeds"), only: str = "", root: str = "runs",
+         collect: bool = typer.Option(False, help="run nothing: the table of the rows already run"),
          out: str = typer.Option("", help="default: reports/<table>.md")):
     if table not in TABLES:
         raise typer.BadParameter(f"--table must be one of {', '.join(TABLES)}, got {table!r}")
-    rows, columns, target = TABLES[table]
-    names = [n for n in rows if not only or n in only.split(",")]
+    rows, _, target = TABLES[table]
     folder = Path(root) / table
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [f"| method | {' | '.join(c for c, _, _ in columns)} |", "|---" * (len(columns) + 1) + "|"]
-    for name in names:
-        desc, settings = rows[name]
-        stats_path = folder / f"{name}.json"
+    for name in [] if collect else [n for n in rows if not only or n in only.split(",")]:
         cmd = [sys.executable, "-m", "stages.seeds", "--prefix", name, "--out", str(folder / f"{name}.md"),
-               "--metrics", str(stats_path), "--target", target]
+               "--metrics", str(folder / f"{name}.json"), "--target", target]
         for s in seeds:
             cmd += ["--seeds", str(s)]
-        for kv in settings:
+        for kv in rows[name][1]:
             cmd += ["-S", kv]
         subprocess.run(cmd, check=True)
-        lines.append(row_line(desc, json.loads(stats_path.read_text()), columns))
-        print(lines[-1], flush=True)
-    text = "\n".join(lines) + (f"\n\nmean ± sample std over seeds {', '.join(map(str, seeds))} "
-                               "(DVC experiment queue); scores in %.\n")
+    stats = {n: json.loads((folder / f"{n}.json").read_text()) for n in rows if (folder / f"{n}.json").is_file()}
+    text = render(table, stats)
     out = Path(out or f"reports/{table}.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(text)
+    if Path("reports/report.md").is_file():  # the report embeds the table
+        subprocess.run([sys.executable, "-m", "dvc", "repro", "--single-item", "--force", "report"], check=False)
 
 
 if __name__ == "__main__":

@@ -167,8 +167,9 @@ def validate(raw, source="params.yaml"):
         raise ParamsError(f"{source}: 'aug.crop_scale' must be in (0, 1], got {flat['aug.crop_scale']}")
     if flat["cluster.k_over"] < 0:
         raise ParamsError(f"{source}: 'cluster.k_over' must be 0 (off) or a cluster count, got {flat['cluster.k_over']}")
-    if flat["model.backbone"] == "rgb" and flat["train.epochs"] != 0:
-        raise ParamsError(f"{source}: 'model.backbone: rgb' has nothing to train; set 'train.epochs: 0'")
+    if flat["model.backbone"] == "rgb" and flat["train.epochs"] != 0 and flat["method"] != "notrain":
+        raise ParamsError(f"{source}: 'model.backbone: rgb' has nothing to train; set 'method: notrain' "
+                          "(or 'train.epochs: 0')")
     float_keys = [k for k, s in SCHEMA.items() if s is float or s == (AUTO, float)]
     for k in float_keys:
         flat[k] = float(flat[k])

@@ -131,7 +131,7 @@ def readout_lines(readouts):
     return lines + [""]
 
 
-def markdown(meta, params, train_metrics, evaluation, figures, readouts=None, neighbours=False, seeds=None):
+def markdown(meta, params, train_metrics, evaluation, figures, readouts=None, neighbours=False, tables=()):
     """The report's text: what was run, what it scored, and where the pictures are."""
     lines = [f"# Unsupervised segmentation report: {meta['name']}", ""]
     method = params.get("method", "picie")
@@ -179,8 +179,8 @@ def markdown(meta, params, train_metrics, evaluation, figures, readouts=None, ne
     else:
         lines += ["No labels: nothing scored. The overlays show the discovered segments.", ""]
     lines += readout_lines(readouts or {})
-    if seeds:  # reports/seeds.md, from `python -m stages.seeds`: its table, one heading level down
-        lines += ["#" + line if line.startswith("# ") else line for line in seeds.splitlines()] + [""]
+    for table in tables:  # reports/methods.md, seeds.md, ...: made over many experiments, one heading level down
+        lines += ["#" + line if line.startswith("# ") else line for line in table.splitlines()] + [""]
     lines += ["## Training curves", "", f"![training curves]({figures['curves']})", "",
               "## Validation images", "",
               "Each cluster is drawn in the colour of its majority ground-truth class (as the paper's Figure 3)"

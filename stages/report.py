@@ -2,6 +2,7 @@
 import json
 import shutil
 from pathlib import Path
+from typing import List
 
 import numpy as np
 import typer
@@ -18,12 +19,18 @@ from lib.report import markdown, plot_curves, plot_overlays
 NEIGHBOURS = 5  # training patches shown per query pixel
 
 
+# made outside the pipeline, over many experiments (bench/tables.py, `python -m stages.seeds`), which then
+# re-render the report; embedded when they exist, so they are not dependencies of the stage
+TABLES = ("reports/methods.md", "reports/ablations.md", "reports/seeds.md")
+
+
 @user_errors
 def main(data: str = "data/prepared", details: str = "results/evaluation.json",
          predictions: str = "results/predictions.npy", train_metrics: str = "metrics/train.json",
          live_dir: str = "reports/train", confusion_png: str = "reports/confusion.png",
          probe_metrics: str = "metrics/probe.json", retrain_metrics: str = "metrics/retrain.json",
-         features: str = "features/features.h5", seeds: str = "reports/seeds.md",
+         features: str = "features/features.h5",
+         tables: List[str] = typer.Option(list(TABLES), "--tables", help="tables embedded where they exist"),
          out: str = "reports/report.md", figures: str = "reports/figures", params: str = "params.yaml"):
     p = load_params(params)
     prepared = Prepared(data)
@@ -50,7 +57,7 @@ def main(data: str = "data/prepared", details: str = "results/evaluation.json",
                 (("probe", probe_metrics), ("retrain", retrain_metrics)) if Path(f).is_file()}
     text = markdown(prepared.meta, as_dict(p), json.loads(Path(train_metrics).read_text()), evaluation, rel,
                     readouts, neighbours=p.report.neighbours > 0,
-                    seeds=Path(seeds).read_text() if Path(seeds).is_file() else None)
+                    tables=[Path(t).read_text() for t in tables if Path(t).is_file()])
     with atomic_path(out) as tmp:
         tmp.write_text(text)
     print(f"report -> {out}")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import List
 
 import typer
+import yaml
 
 from lib.cli import user_errors
 from lib.errors import ParamsError
@@ -37,16 +38,34 @@ def _dvc(*args):
     return out.stdout
 
 
+def stems_made_up_to(target, dvc_yaml="dvc.yaml"):
+    """The metrics (stems of METRIC_FILES) that `dvc repro target` writes: those of target and of every
+    stage whose outputs it depends on, transitively."""
+    stages = yaml.safe_load(Path(dvc_yaml).read_text())["stages"]
+    if target not in stages:
+        raise ParamsError(f"--target {target!r}: no such stage in {dvc_yaml} ({', '.join(stages)})")
+    made_by = {str(next(iter(o)) if isinstance(o, dict) else o): name
+               for name, st in stages.items() for o in st.get("outs", []) + st.get("metrics", [])}
+    todo, ran = [target], set()
+    while todo:
+        name = todo.pop()
+        if name not in ran:
+            ran.add(name)
+            todo += [made_by[d] for d in stages[name].get("deps", []) if d in made_by]
+    return {stem for stem, path in METRIC_FILES.items() if made_by.get(path) in ran}
+
+
 def experiment_metrics(show, names):
-    """{name: {"eval": {...}, "probe": {...}, ...}} for the named experiments in `dvc exp show --json`."""
+    """{name: {"eval": {...}, "probe": {...}, ...}} for the named experiments in `dvc exp show --json`;
+    None for one that failed (DVC then shows the metrics files of the commit it started from)."""
     found = {}
 
     def walk(node):
         if isinstance(node, dict):
             if node.get("name") in names and isinstance(node.get("data"), dict):
                 metrics = node["data"].get("metrics") or {}
-                found[node["name"]] = {stem: (metrics.get(path) or {}).get("data", {})
-                                       for stem, path in METRIC_FILES.items()}
+                found[node["name"]] = None if node.get("error") else {
+                    stem: (metrics.get(path) or {}).get("data", {}) for stem, path in METRIC_FILES.items()}
             for v in node.values():
                 walk(v)
         elif isinstance(node, list):
@@ -74,9 +93,13 @@ def main(seeds: List[int] = typer.Option([0, 1, 2], "--seeds", help="seeds to ru
         _dvc(*args, *([target] if target else []))
     _dvc("exp", "run", "--run-all")
     runs = experiment_metrics(json.loads(_dvc("exp", "show", "--json")), set(names))
-    missing = [n for n in names if n not in runs]
+    missing = [n for n in names if runs.get(n) is None]
     if missing:
-        raise ParamsError(f"no metrics for experiment(s) {', '.join(missing)}: see `dvc queue logs <name>`")
+        raise ParamsError(f"experiment(s) {', '.join(missing)} failed or left no metrics: see "
+                          f"`dvc queue logs {missing[0]}`")
+    if target:  # metrics files of the stages not run are the workspace's, not the experiment's: left out
+        made = stems_made_up_to(target)
+        runs = {n: {stem: m for stem, m in r.items() if stem in made} for n, r in runs.items()}
     stats = aggregate([runs[n] for n in names])
     with atomic_path(out) as tmp:
         Path(tmp).write_text(markdown(stats, seeds, set_param))

@@ -54,8 +54,18 @@ def test_auto_k_of_a_folder_counts_its_classes(params, tmp_path):
     (tmp_path / "classes.txt").write_text("sky\ntree\n\ncar\n")
     p, _ = params(**{"data.name": "folder", "data.root": str(tmp_path)})
     assert p.cluster.k == 3
-    with pytest.raises(ParamsError, match="set 'train.epochs: 0'"):
+    with pytest.raises(ParamsError, match="set 'method: notrain'"):
         params(**{"model.backbone": "rgb"})
+    p, _ = params(**{"model.backbone": "rgb", "method": "notrain"})  # raw-RGB k-means
+    assert p.model.backbone == "rgb" and p.model.classifier == "prototype"
+
+
+def test_classifier_auto_is_linear_for_mdc_only(params):
+    assert params(method="mdc")[0].model.classifier == "linear"
+    assert params(method="picie")[0].model.classifier == "prototype"
+    assert params(method="notrain", **{"model.classifier": "linear"})[0].model.classifier == "linear"
+    with pytest.raises(ParamsError, match="'model.classifier' is 'knn'; expected one of auto, prototype, linear"):
+        params(**{"model.classifier": "knn"})
 
 
 def test_unknown_key_is_reported(tmp_path):

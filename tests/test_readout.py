@@ -1,15 +1,21 @@
 """Linear probe (Table 7), re-training (Table 8), seed statistics."""
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from lib.data.textures import make_split
+from lib.errors import ParamsError
 from lib.metrics import flat_scores, majority
 from lib.models import build_model
 from lib.readout import class_histogram, fit_probe, fit_supervised
 from lib.seeds import aggregate, flat
-from stages.seeds import experiment_metrics
+from stages.seeds import experiment_metrics, stems_made_up_to
+
+ROOT = Path(__file__).resolve().parents[1]
 
 COLOURS = np.array([[230, 20, 20], [20, 230, 20], [20, 20, 230]], dtype=np.uint8)
 
@@ -82,7 +88,34 @@ def test_experiment_metrics_are_read_from_dvc_exp_show_json():
                         "metrics/probe.json": {"data": {"labelled": 0}}}}}], "executor": None, "name": name}
     show = [{"rev": "workspace", "name": None, "data": {"metrics": {}}, "error": None, "experiments": None},
             {"rev": "a" * 40, "name": "main", "data": {}, "error": None,
-             "experiments": [exp("seeds-s1", 31.0), exp("seeds-s0", 30.0), exp("other", 99.0)]}]
-    found = experiment_metrics(show, {"seeds-s0", "seeds-s1"})
-    assert set(found) == {"seeds-s0", "seeds-s1"}
+             "experiments": [exp("seeds-s1", 31.0), exp("seeds-s0", 30.0), exp("other", 99.0),
+                             exp("seeds-s2", 31.7)]}]
+    # a failed run: DVC shows the metrics of the commit it started from, with an error
+    show[1]["experiments"][3]["revs"][0]["error"] = {"msg": "Experiment run failed", "type": ""}
+    found = experiment_metrics(show, {"seeds-s0", "seeds-s1", "seeds-s2"})
+    assert set(found) == {"seeds-s0", "seeds-s1", "seeds-s2"} and found["seeds-s2"] is None
     assert found["seeds-s0"]["eval"]["acc"] == 30.0 and found["seeds-s1"]["retrain"] == {}
+
+
+def test_a_targeted_seed_run_keeps_only_the_metrics_its_stages_wrote():
+    """`--target evaluate` runs prepare..evaluate: probe/retrain metrics in it are the workspace's, stale."""
+    assert stems_made_up_to("evaluate") == {"train", "eval"}
+    assert stems_made_up_to("report") == {"train", "eval", "probe", "retrain"}
+    with pytest.raises(ParamsError, match="no such stage"):
+        stems_made_up_to("evalute")
+
+
+def test_results_table_rows_in_table_order_with_mean_std_and_missing_cells():
+    spec = importlib.util.spec_from_file_location("tables", ROOT / "bench" / "tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    picie = flat(aggregate([{"eval": {"acc": 30.0, "miou": 10.0}, "train": {"epoch_time_s": 60.0}},
+                            {"eval": {"acc": 34.0, "miou": 12.0}, "train": {"epoch_time_s": 62.0}}]))
+    notrain = flat(aggregate([{"eval": {"acc": 27.0, "miou": 13.0}, "train": {}}] * 2))
+    text = tables.render("methods", {"picie": picie, "notrain": notrain})
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    assert lines[0] == "| method | acc | mIoU | things mIoU | stuff mIoU | s / epoch |"
+    assert lines[1].startswith("| No Train (ImageNet) / Prototype | 27.00 ± 0.00 | 13.00 ± 0.00 | n/a | n/a | n/a |")
+    # mean 32, sample std of (30, 34) = 2.83; time mean 61.0, std 1.4
+    assert lines[2] == "| PiCIE / Prototype | 32.00 ± 2.83 | 11.00 ± 1.41 | n/a | n/a | 61.0 ± 1.4 |"
+    assert text.startswith("# Methods compared") and "over 2 seeds" in text
