@@ -159,11 +159,11 @@ def markdown(meta, params, train_metrics, evaluation, figures, readouts=None, ne
               f"{fmt(train_metrics.get('outside_ratio'))}", ""]
     m = evaluation.get("metrics")
     if m:
-        how = {"argmax": "the network's own argmax (its cluster heads)",
-               "linear": f"a linear classifier fitted on the k-means labels (K = {evaluation['k']}) of the "
-                         "network's pixel features"}.get(evaluation.get("scoring"),
-                                                         f"k-means (K = {evaluation['k']}) on the network's pixel "
-                                                         "features, nearest centroid")
+        k = evaluation["k"]
+        ways = {"argmax": "the network's own argmax (its cluster heads)",
+                "linear": f"a linear classifier fitted on the k-means labels (K = {k}) of the network's pixel features",
+                "prototype": f"k-means (K = {k}) on the network's pixel features, nearest centroid"}
+        how = ways.get(evaluation.get("scoring"), ways["prototype"])
         lines += ["## Scores (Hungarian-matched, %)", "", f"Segments: {how}, matched to the classes.", "", "| partition | acc | mIoU |", "|---|---|---|",
                   f"| all | {fmt(m['acc'])} | {fmt(m['miou'])} |"]
         for part in ("things", "stuff"):
