@@ -16,17 +16,26 @@ def now(device):
     return time.perf_counter()
 
 
-def run_batches(images, p, g, device, epoch, step, optimizers, times):
-    """step(x, times) -> (loss, parts) for each batch x, then backward and every optimiser.
+def use_amp(p, device):
+    """bfloat16 autocast: on CUDA, where train.amp asks for it."""
+    return device.type == "cuda" and p.train.amp
+
+
+def run_batches(model, images, p, g, device, epoch, step, optimizers, t0, times=None):
+    """The rest of an epoch begun at t0: step(x, times) -> (loss, parts) for each batch x, then
+    backward and every optimiser, with the model in training mode.
 
     `step` adds the seconds it spends augmenting and labelling to times["augment"]
     and times["label"]; this loop adds times["data"] (reading the batch) and
-    times["train"] (everything else: forward, loss, backward, optimiser).
+    times["train"] (everything else: forward, loss, backward, optimiser);
+    times["cluster"] is what the caller spent before (0 without a clustering pass).
     Full batches only (the last partial one is dropped, as a DataLoader with
-    drop_last). Returns the mean of each loss part.
+    drop_last). Returns the mean of each loss part and the epoch's times.
     """
-    for key in ("data", "augment", "label", "train"):
+    times = {} if times is None else times
+    for key in ("cluster", "data", "augment", "label", "train"):
         times.setdefault(key, 0.0)
+    model.train()
     bs = p.train.batch_size
     order = torch.randperm(len(images), generator=g).numpy()
     sums, steps = {}, 0
@@ -53,10 +62,6 @@ def run_batches(images, p, g, device, epoch, step, optimizers, times):
             sums[key] = sums.get(key, 0.0) + float(v)
         steps += 1
         bar.set_postfix(loss=f"{parts['loss']:.3f}")
-    return {key: v / max(steps, 1) for key, v in sums.items()}
-
-
-def finish(times, t0):
     times["total"] = time.perf_counter() - t0
     times["outside_ratio"] = (times["total"] - times["train"]) / max(times["train"], 1e-9)
-    return times
+    return {key: v / max(steps, 1) for key, v in sums.items()}, times

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from lib.clustering import assign, kmeans, neg_sq_distance
 from lib.features import to_tensor
-from lib.loop import finish, now, run_batches
+from lib.loop import now, run_batches, use_amp
 from lib.losses import balance_weights, cluster_loss, overcluster_lambdas, prototype_scores
 from lib.models.fpn import STRIDE
 from lib.transforms import apply_geometric, photometric, resize, sample_geometric
@@ -115,7 +115,7 @@ def cluster_pass(model, images, p, g, device, epoch):
     order = np.sort(torch.randperm(n, generator=g)[:m].numpy())
     fres = p.data.res // STRIDE
     per_image = max(1, min(fres * fres, math.ceil(p.cluster.max_points / m)))
-    amp = device.type == "cuda" and p.train.amp
+    amp = use_amp(p, device)
     feats1, feats2 = [], []
     for i in tqdm(range(0, m, p.train.batch_size), desc=f"epoch {epoch} cluster", leave=False):
         x = to_tensor(images[order[i:i + p.train.batch_size]], device)
@@ -215,7 +215,7 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch):
     # separate pass written to disk; or from the training forward pass itself.
     snapshot = copy.deepcopy(model).eval() if p.cluster.labels == "snapshot" else None
     times["cluster"] = time.perf_counter() - t0
-    amp = device.type == "cuda" and p.train.amp
+    amp = use_amp(p, device)
 
     def step(x, times):
         t = now(device)
@@ -229,6 +229,4 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch):
         times["label"] += now(device) - ta
         return picie_loss(*forward_views(model, *views, amp=amp), clf, p, labels)
 
-    model.train()
-    stats = run_batches(images, p, g, device, epoch, step, optimizers, times)
-    return stats, finish(times, t0)
+    return run_batches(model, images, p, g, device, epoch, step, optimizers, t0, times)

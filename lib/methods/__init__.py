@@ -1,12 +1,12 @@
 """The methods, chosen by `method`: each is its network and its epoch, everything else shared.
 
-| method  | network                               | epoch                                  | scored by            |
-|---------|---------------------------------------|----------------------------------------|----------------------|
-| picie   | backbone + FPN features               | lib/picie (two views, Eq. 10-15)       | k-means (cluster.k)  |
-| mdc     | the same                              | lib/picie with one view, linear head   | k-means              |
-| iic     | the same + cluster heads (k, k_over)  | lib/methods/iic (MI of the two views)  | the head's argmax    |
-| infoseg | InfoSegNet (random init)              | lib/methods/infoseg (segmentation + MI)| its own argmax (Eq. 4)|
-| notrain | backbone + FPN, never trained         | none                                   | k-means              |
+| method  | network                               | epoch                                  | scored by (stages/cluster)    |
+|---------|---------------------------------------|----------------------------------------|-------------------------------|
+| picie   | backbone + FPN features               | lib/picie (two views, Eq. 10-15)       | model.classifier (prototype)  |
+| mdc     | the same                              | lib/picie with one view, linear head   | model.classifier (linear)     |
+| iic     | the same + cluster heads (k, k_over)  | lib/methods/iic (MI of the two views)  | the head's argmax             |
+| infoseg | InfoSegNet (random init)              | lib/methods/infoseg (segmentation + MI)| its own argmax (Eq. 4)        |
+| notrain | backbone + FPN, never trained         | none                                   | model.classifier (prototype)  |
 """
 from lib.methods import iic, infoseg
 from lib.models import AssignmentNet, InfoSegNet, build_model

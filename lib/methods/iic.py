@@ -10,7 +10,7 @@ lib/picie.forward_views). Both heads' MI are maximised, summed.
 """
 import time
 
-from lib.loop import finish, now, run_batches
+from lib.loop import now, run_batches, use_amp
 from lib.mi import iic_mutual_information
 from lib.picie import augment, forward_views
 
@@ -28,8 +28,7 @@ def iic_loss(heads, z1, z2, displacement=1):
 def train_one_epoch(model, images, optimizer, p, g, device, epoch):
     """One IIC epoch: no clustering pass; the heads' MI between PiCIE's two views of each batch."""
     t0 = time.perf_counter()
-    times = {"cluster": 0.0}
-    amp = device.type == "cuda" and p.train.amp
+    amp = use_amp(p, device)
 
     def step(x, times):
         t = now(device)
@@ -38,6 +37,4 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch):
         z1, z2 = forward_views(model.net, *views, amp=amp, normalize=False)  # raw: the heads' input
         return iic_loss(model.heads, z1, z2, p.iic.displacement)
 
-    model.train()
-    stats = run_batches(images, p, g, device, epoch, step, [optimizer], times)
-    return stats, finish(times, t0)
+    return run_batches(model, images, p, g, device, epoch, step, [optimizer], t0)

@@ -11,7 +11,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from lib.loop import finish, now, run_batches
+from lib.loop import now, run_batches, use_amp
 from lib.mi import dv_bound, iic_mutual_information, jsd_bound
 from lib.picie import augment
 from lib.transforms import apply_geometric, resize
@@ -59,8 +59,7 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch):
     segmentation step's V of PiCIE's two views of the batch.
     """
     t0 = time.perf_counter()
-    times = {"cluster": 0.0}
-    amp = device.type == "cuda" and p.train.amp
+    amp = use_amp(p, device)
 
     def step(x, times):
         t = now(device)
@@ -82,6 +81,4 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch):
                                p.infoseg.assignment == "hard")
         return loss, {}
 
-    model.train()
-    stats = run_batches(images, p, g, device, epoch, step, [optimizer], times)
-    return stats, finish(times, t0)
+    return run_batches(model, images, p, g, device, epoch, step, [optimizer], t0)
