@@ -1,4 +1,4 @@
-"""Where one PiCIE epoch spends its time, on the current params.yaml (not a test).
+"""Where one epoch of the run's method (PiCIE by default) spends its time, on the current params.yaml (not a test).
 
     python bench/epoch_breakdown.py [--epochs 2] [--params params.yaml]
 
@@ -24,8 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.cli import pick_device, seed_everything  # noqa: E402
 from lib.config import load_params  # noqa: E402
 from lib.data import Prepared, prepare  # noqa: E402
-from lib.models import build_model  # noqa: E402
-from lib.picie import train_one_epoch  # noqa: E402
+from lib.methods import build, train_one_epoch  # noqa: E402
 
 
 def main(params: str = "params.yaml", data: str = "data/prepared", epochs: int = 2):
@@ -38,20 +37,19 @@ def main(params: str = "params.yaml", data: str = "data/prepared", epochs: int =
     prepared = Prepared(data)
     images = prepared.images("train")
     g = seed_everything(p.seed)
-    model = build_model(p.model.backbone, p.model.weights, p.model.dim, p.model.levels,
-                        prepared.channels).to(device)
+    model = build(p, prepared.channels).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=p.train.lr)
-    print(f"{len(images)} images at {p.data.res} px, batch {p.train.batch_size}, device {device}, "
+    print(f"method {p.method}, {len(images)} images at {p.data.res} px, batch {p.train.batch_size}, device {device}, "
           f"torch threads {torch.get_num_threads()}")
     for epoch in range(epochs):
         t = time.perf_counter()
         _, times = train_one_epoch(model, images, opt, p, g, device, epoch)
-        outside = times["total"] - times["train"]
+        outside = times["epoch_time_s"] - times["train"]
         print(f"\nepoch {epoch + 1}: {time.perf_counter() - t:.1f} s")
         print(f"  inside the training passes (fwd+bwd+step): {times['train']:8.2f} s")
-        print(f"  outside: clustering forward               {times['cluster_forward']:8.2f} s")
+        print(f"  outside: clustering forward               {times.get('cluster_forward', 0.0):8.2f} s")
         print(f"           k-means ({'+'.join(str(k) for k in [p.cluster.k, p.cluster.k_over] if k)} clusters, 2 views)"
-              f"{'':>4}{times['kmeans']:8.2f} s")
+              f"{'':>4}{times.get('kmeans', 0.0):8.2f} s")
         print(f"           reading batches                  {times['data']:8.2f} s")
         print(f"           augmentations (P1, P2, G)        {times['augment']:8.2f} s")
         print(f"           pseudo-labels (snapshot forward) {times['label']:8.2f} s")

@@ -24,32 +24,38 @@ from pathlib import Path
 from typing import List
 
 import typer
+import yaml
 
-METHOD_ROWS = {  # name -> (description, -S settings), in the order of PiCIE's Table 1
-    "notrain_linear": ("No Train (ImageNet) / Linear", ["method=notrain", "model.classifier=linear"]),
-    "notrain": ("No Train (ImageNet) / Prototype", ["method=notrain"]),
-    "rgb": ("raw-RGB k-means / Prototype", ["method=notrain", "model.backbone=rgb"]),
-    "mdc": ("Modified DeepCluster / Linear", ["method=mdc"]),
-    "iic_shallow": ("IIC, first two stages (res12's analogue) / own argmax", ["method=iic", "model.levels=2"]),
-    "iic": ("IIC / own argmax", ["method=iic"]),
-    "picie": ("PiCIE / Prototype", []),
-    "picie_h": ("PiCIE + H (cluster.k_over=32) / Prototype", ["cluster.k_over=32"]),
-    "infoseg": ("InfoSeg (random init) / own argmax", ["method=infoseg"]),
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lib import methods  # noqa: E402
+
+# name -> (-S settings, what sets the row apart); labels come from the methods' modules (lib.methods.label)
+METHOD_ROWS = {  # in the order of PiCIE's Table 1
+    "notrain_linear": (["method=notrain", "model.classifier=linear"], "ImageNet"),
+    "notrain": (["method=notrain"], "ImageNet"),
+    "rgb": (["method=notrain", "model.backbone=rgb"], "raw-RGB"),
+    "mdc": (["method=mdc"], ""),
+    "iic_shallow": (["method=iic", "model.levels=2"], "first two stages, res12's analogue"),
+    "iic": (["method=iic"], ""),
+    "picie": ([], ""),
+    "picie_h": (["cluster.k_over=32"], "+ H, cluster.k_over=32"),
+    "infoseg": (["method=infoseg"], "random init"),
 }
 ABLATION_ROWS = {
-    "rgb": ("raw-RGB k-means", ["method=notrain", "model.backbone=rgb"]),
-    "untrained": ("untrained network (ImageNet) + k-means", ["method=notrain"]),
-    "picie": ("PiCIE", []),
-    "no_cross": ("PiCIE, loss.cross=false", ["loss.cross=false"]),
-    "no_geometric": ("PiCIE, aug.geometric=false", ["aug.geometric=false"]),
-    "k_over": ("PiCIE + H, cluster.k_over=32", ["cluster.k_over=32"]),
+    "rgb": (["method=notrain", "model.backbone=rgb"], "raw-RGB"),
+    "untrained": (["method=notrain"], "ImageNet"),
+    "picie": ([], ""),
+    "no_cross": (["loss.cross=false"], "loss.cross=false"),
+    "no_geometric": (["aug.geometric=false"], "aug.geometric=false"),
+    "k_over": (["cluster.k_over=32"], "+ H, cluster.k_over=32"),
 }
 # (column title, key of the seeds statistics, decimals)
 SCORES = (("acc", "eval.acc", 2), ("mIoU", "eval.miou", 2), ("things mIoU", "eval.things_miou", 2),
           ("stuff mIoU", "eval.stuff_miou", 2))
 TITLES = {"methods": "Methods compared on the embedded dataset", "ablations": "PiCIE's ablations on the embedded dataset"}
 TABLES = {  # table -> (rows, columns, stage the experiments stop at)
-    "methods": (METHOD_ROWS, SCORES + (("s / epoch", "train.epoch_time_s", 1),), "evaluate"),
+    "methods": (METHOD_ROWS, SCORES + (("epoch time (s)", "train.epoch_time_s", 1),), "evaluate"),
     "ablations": (ABLATION_ROWS, SCORES + (("probe acc", "probe.acc", 2), ("probe mIoU", "probe.miou", 2),
                                            ("retrained C-mIoU", "retrain.c_miou", 2)), ""),
 }
@@ -59,6 +65,14 @@ def cell(stats, key, decimals=2):
     if f"{key}_mean" not in stats:
         return "n/a"
     return f"{stats[key + '_mean']:.{decimals}f} ± {stats[key + '_std']:.{decimals}f}"
+
+
+def row_label(settings, note, params="params.yaml"):
+    """'<method label>[ / <classifier>][ (<note>)]' of a row's -S settings, the method's from its module."""
+    given = dict(kv.split("=", 1) for kv in settings)
+    method = given.get("method", yaml.safe_load(Path(params).read_text())["method"])
+    label = methods.label(method, given.get("model.classifier"))
+    return f"{label} ({note})" if note else label
 
 
 def row_line(desc, stats, columns):
@@ -71,9 +85,9 @@ def render(table, stats_by_row):
     lines = [f"# {TITLES[table]}", "", f"| method | {' | '.join(c for c, _, _ in columns)} |",
              "|---" * (len(columns) + 1) + "|"]
     runs = set()
-    for name, (desc, _) in rows.items():
+    for name, (settings, note) in rows.items():
         if name in stats_by_row:
-            lines.append(row_line(desc, stats_by_row[name], columns))
+            lines.append(row_line(row_label(settings, note), stats_by_row[name], columns))
             runs |= {v for k, v in stats_by_row[name].items() if k.endswith("_n")}
     counts = " or ".join(str(n) for n in sorted(runs)) or "no"
     return "\n".join(lines) + f"\n\nmean ± sample std over {counts} seeds (DVC experiment queue); scores in %.\n"
@@ -93,7 +107,7 @@ def main(table: str = typer.Option("methods", help="methods | ablations"),
                "--metrics", str(folder / f"{name}.json"), "--target", target]
         for s in seeds:
             cmd += ["--seeds", str(s)]
-        for kv in rows[name][1]:
+        for kv in rows[name][0]:
             cmd += ["-S", kv]
         subprocess.run(cmd, check=True)
     stats = {n: json.loads((folder / f"{n}.json").read_text()) for n in rows if (folder / f"{n}.json").is_file()}

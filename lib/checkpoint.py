@@ -2,36 +2,36 @@
 import hashlib
 import json
 import pickle
-from pathlib import Path
 
 import torch
 
-from lib.io import atomic_path
-from lib.models import build_from_arch
+from lib import methods
 from lib.errors import WeightsError
-
-TRAIN_KEYS = ("seed", "data", "model", "aug", "loss", "cluster", "train")
-
-
-def config_hash(params_dict):
-    """Hash of everything training depends on: a checkpoint resumes only into the same run."""
-    sub = {k: params_dict[k] for k in TRAIN_KEYS}
-    return hashlib.sha256(json.dumps(sub, sort_keys=True).encode()).hexdigest()[:16]
+from lib.io import atomic_path
+from lib.models import SHARED_KINDS, network_from_arch
+from lib.pipeline import deps_digest, params_digest, stage_params
 
 
-def code_digest():
-    """Hash of the training code (lib/ and stages/train.py): an interrupted run of other code
-    is not resumed, since DVC re-runs training exactly when that code changes."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.md5()
-    for f in sorted((root / "lib").rglob("*.py")) + [root / "stages" / "train.py"]:
-        h.update(f.read_bytes())
-    return h.hexdigest()[:12]
+def resume_key(params, stage="train", dvc_yaml="dvc.yaml"):
+    """What an interrupted run must share with this one to be resumed: the params the stage lists in
+    dvc.yaml (their resolved values) and the contents of its deps there (code, and the prepared data by
+    name and size), i.e. exactly what DVC re-runs the stage for."""
+    return f"{params_digest(stage_params(params, stage, dvc_yaml))}-{deps_digest(stage, dvc_yaml)}"
 
 
 def save(obj, path):
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def build_from_arch(arch):
+    """Rebuild a network (random weights) from the `arch()` dict saved with it: a shared feature
+    network, or the network of the method its kind names."""
+    if arch["kind"] in SHARED_KINDS:
+        return network_from_arch(arch)
+    if arch["kind"] not in methods.NAMES:
+        raise KeyError(f"unknown network kind {arch['kind']!r}")
+    return methods.get(arch["kind"]).from_arch(arch)
 
 
 def save_model(model, path, params_dict):
@@ -47,7 +47,7 @@ def load_model(path, device="cpu"):
         model.load_state_dict(ckpt["state_dict"])
     except FileNotFoundError:
         raise WeightsError(f"{path}: model file not found; run the train stage first") from None
-    except (RuntimeError, KeyError, pickle.UnpicklingError) as e:
+    except (RuntimeError, KeyError, AttributeError, pickle.UnpicklingError) as e:
         raise WeightsError(f"{path}: not a model file of this version of the code ({str(e).splitlines()[0]})") from None
     return model.to(device).eval(), json.loads(ckpt["params"])
 

@@ -1,9 +1,11 @@
 """k-means, nearest-centroid assignment and the scored pixel classifiers.
 
-faiss on the CPU (and faiss-gpu when it sees a GPU); a plain torch k-means
-on CUDA tensors when faiss has no GPU support, so the GPU path never copies
-millions of vectors back to the host. Memory stays bounded because callers
-pass a bounded sample (`cluster.max_points`), never a whole dataset.
+k-means runs on the backend `cluster.backend` names: faiss (on the GPU when
+the features are on one and faiss has GPU support, else on the CPU), or a
+plain torch k-means on the features' own device (a CUDA run with faiss-cpu:
+no copy of the sample back to the host). Both seed with the same k-means++
+draw. Memory stays bounded because callers pass a bounded sample
+(`cluster.max_points`), never a whole dataset.
 
 What `evaluate` and `predict` score is a pixel classifier, a (k, d + 1)
 array [W | b]: the cluster of a feature z is argmax_k W_k . z + b_k. Every
@@ -18,12 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lib.errors import ParamsError
 from lib.losses import balance_weights, cluster_loss
 
-try:
-    import faiss
-except ImportError:  # pragma: no cover - faiss is in requirements.txt
-    faiss = None
+BACKENDS = ("faiss", "torch")
 
 
 def kmeans_pp_init(x, k, g, max_points=10000):
@@ -56,19 +56,29 @@ def _kmeans_torch(x, k, niter, seed):
     return mu
 
 
-def kmeans(x, k, niter=20, seed=0):
-    """Centroids (k, d) of the rows of x (n, d); returns a tensor on x's device."""
+def _kmeans_faiss(x, k, niter, seed):
+    try:
+        import faiss
+    except ImportError:
+        raise ParamsError("cluster.backend is 'faiss' but faiss is not installed (pip install faiss-cpu, or "
+                          "set cluster.backend: torch)") from None
+    xs = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+    gpu = x.device.type == "cuda" and faiss.get_num_gpus() > 0
+    km = faiss.Kmeans(xs.shape[1], k, niter=niter, seed=seed, gpu=gpu,
+                      max_points_per_centroid=max(256, xs.shape[0] // k + 1), verbose=False)
+    init = kmeans_pp_init(x.cpu(), k, torch.Generator().manual_seed(seed)).numpy()
+    km.train(xs, init_centroids=init)
+    return torch.from_numpy(km.centroids.copy()).to(x.device)
+
+
+def kmeans(x, k, niter=20, seed=0, backend="faiss"):
+    """Centroids (k, d) of the rows of x (n, d) by the named backend; returns a tensor on x's device."""
+    if backend not in BACKENDS:
+        raise ParamsError(f"k-means backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if x.shape[0] < k:
         raise ValueError(f"k-means: {x.shape[0]} points cannot make {k} clusters")
     x = x.float()
-    if faiss is not None and (x.device.type == "cpu" or faiss.get_num_gpus() > 0):
-        xs = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        km = faiss.Kmeans(xs.shape[1], k, niter=niter, seed=seed, gpu=x.device.type == "cuda",
-                          max_points_per_centroid=max(256, xs.shape[0] // k + 1), verbose=False)
-        init = kmeans_pp_init(x.cpu(), k, torch.Generator().manual_seed(seed)).numpy()
-        km.train(xs, init_centroids=init)
-        return torch.from_numpy(km.centroids.copy()).to(x.device)
-    return _kmeans_torch(x, k, niter, seed)
+    return (_kmeans_faiss if backend == "faiss" else _kmeans_torch)(x, k, niter, seed)
 
 
 def assign(x, mu, chunk=65536):
@@ -109,7 +119,9 @@ def fit_linear_classifier(x, labels, k, epochs, lr, balance=True, seed=0, batch_
     """
     g = torch.Generator().manual_seed(seed)
     x, labels = x.float(), labels.long()
-    head = torch.nn.Linear(x.shape[1], k)
+    with torch.random.fork_rng(devices=[]):  # the head's initial weights from the seed, not the process's RNG
+        torch.manual_seed(seed)
+        head = torch.nn.Linear(x.shape[1], k)
     weight = balance_weights(torch.bincount(labels, minlength=k)) if balance else None
     opt = torch.optim.Adam(head.parameters(), lr=lr)
     for _ in range(epochs):
@@ -139,9 +151,3 @@ def predict_clusters(z, clf, size):
     argmax, as evaluated."""
     size = (size, size) if isinstance(size, int) else tuple(size)
     return F.interpolate(classifier_scores(z, clf), size=size, mode="bilinear", align_corners=False).argmax(1)
-
-
-def scoring(network_scoring, p):
-    """How a run's pixels are labelled: argmax (a network that outputs assignments: IIC, InfoSeg) or,
-    for networks whose features are clustered, model.classifier (prototype | linear)."""
-    return "argmax" if network_scoring == "argmax" else p.model.classifier

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import yaml
 
+from lib import methods
 from lib.errors import ParamsError
 
 BACKBONES = ("efficientnet_lite0", "resnet18", "rgb")
@@ -31,16 +32,16 @@ PROTOCOLS = {
 DATASETS = tuple(PROTOCOLS)
 AUTO = "auto"
 
-# key -> a type (or tuple of types) or a tuple of allowed string values
-METHODS = ("picie", "mdc", "iic", "infoseg", "notrain")
-# train.lr / train.batch_size: `auto` takes the method's paper value (InfoSeg Sec. 5.1)
-# or the value tuned for the embedded dataset (the others)
-METHOD_DEFAULTS = {"infoseg": dict(lr=1e-4, batch_size=64)}
+# train.lr / train.batch_size: `auto` takes the method's own (its module's TRAIN, e.g. InfoSeg's paper
+# values) or these, tuned for the embedded dataset
 TRAIN_DEFAULTS = dict(lr=5e-4, batch_size=32)
+CLASSIFIERS = ("prototype", "linear", "argmax")
 
+# key -> a type (or tuple of types) or a tuple of allowed string values. A method's own section
+# (iic.*, infoseg.*) is declared by its module (PARAMS) and joined in by `schema()`.
 SCHEMA = {
     "seed": int,
-    "method": METHODS,
+    "method": methods.NAMES,
     "data.name": DATASETS,
     "data.root": str,
     "data.res": (AUTO, int),
@@ -59,7 +60,7 @@ SCHEMA = {
     "model.weights": str,
     "model.dim": int,
     "model.levels": int,
-    "model.classifier": (AUTO, "prototype", "linear"),
+    "model.classifier": (AUTO,) + CLASSIFIERS,
     "aug.photometric": bool,
     "aug.geometric": bool,
     "aug.crop_scale": float,
@@ -75,19 +76,12 @@ SCHEMA = {
     "cluster.labels": ("snapshot", "online"),
     "cluster.linear_epochs": int,
     "cluster.linear_lr": float,
+    "cluster.backend": ("faiss", "torch"),
     "train.epochs": int,
     "train.batch_size": (AUTO, int),
     "train.lr": (AUTO, float),
     "train.device": ("auto", "cpu", "cuda"),
     "train.amp": bool,
-    "iic.k_over": int,
-    "iic.displacement": int,
-    "infoseg.dim": int,
-    "infoseg.width": int,
-    "infoseg.tau": float,
-    "infoseg.bound": ("jsd", "dv"),
-    "infoseg.assignment": ("soft", "hard"),
-    "infoseg.objective": ("mi", "iic"),
     "dump.train_points": int,
     "probe.epochs": int,
     "probe.lr": float,
@@ -96,12 +90,23 @@ SCHEMA = {
     "retrain.epochs": int,
     "retrain.lr": float,
     "report.images": int,
+    "report.queries": int,
     "report.neighbours": int,
 }
 
 POSITIVE = {"data.res", "data.train_res", "data.min_side", "model.dim", "cluster.k", "cluster.niter", "cluster.max_points",
             "train.batch_size", "dump.train_points", "data.train_size", "data.val_size", "probe.lr", "retrain.lr",
-            "train.lr", "cluster.linear_epochs", "cluster.linear_lr", "infoseg.dim", "infoseg.width", "infoseg.tau"}
+            "train.lr", "cluster.linear_epochs", "cluster.linear_lr", "report.neighbours"}
+
+
+def schema():
+    """SCHEMA and every method's own section, with the keys that must be positive."""
+    full, positive = dict(SCHEMA), set(POSITIVE)
+    for name in methods.NAMES:
+        method = methods.get(name)
+        full.update({f"{name}.{key}": spec for key, spec in getattr(method, "PARAMS", {}).items()})
+        positive |= {f"{name}.{key}" for key in getattr(method, "POSITIVE", ())}
+    return full, positive
 
 
 def _flatten(d, prefix=""):
@@ -123,10 +128,11 @@ def validate(raw, source="params.yaml"):
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     flat = _flatten(raw)
-    unknown = sorted(set(flat) - set(SCHEMA))
+    spec_of, positive = schema()
+    unknown = sorted(set(flat) - set(spec_of))
     if unknown:
-        raise ParamsError(f"{source}: unknown key '{unknown[0]}' (known keys: {', '.join(SCHEMA)})")
-    for key, spec in SCHEMA.items():
+        raise ParamsError(f"{source}: unknown key '{unknown[0]}' (known keys: {', '.join(spec_of)})")
+    for key, spec in spec_of.items():
         if key not in flat:
             raise ParamsError(f"{source}: missing key '{key}'")
         value = flat[key]
@@ -145,7 +151,7 @@ def validate(raw, source="params.yaml"):
         if not ok:
             raise ParamsError(f"{source}: '{key}' must be {what or spec.__name__}, got {value!r} "
                               f"({type(value).__name__})")
-        if key in POSITIVE and value <= 0:
+        if key in positive and value <= 0:
             raise ParamsError(f"{source}: '{key}' must be positive, got {value}")
     if flat["data.name"] != "textures" and not flat["data.root"]:
         raise ParamsError(f"{source}: 'data.root' must name the dataset's folder when data.name is "
@@ -167,10 +173,11 @@ def validate(raw, source="params.yaml"):
         raise ParamsError(f"{source}: 'aug.crop_scale' must be in (0, 1], got {flat['aug.crop_scale']}")
     if flat["cluster.k_over"] < 0:
         raise ParamsError(f"{source}: 'cluster.k_over' must be 0 (off) or a cluster count, got {flat['cluster.k_over']}")
-    if flat["model.backbone"] == "rgb" and flat["train.epochs"] != 0 and flat["method"] != "notrain":
-        raise ParamsError(f"{source}: 'model.backbone: rgb' has nothing to train; set 'method: notrain' "
-                          "(or 'train.epochs: 0')")
-    float_keys = [k for k, s in SCHEMA.items() if s is float or s == (AUTO, float)]
+    if flat["model.backbone"] == "rgb" and flat["train.epochs"] != 0 and methods.trains(flat["method"]):
+        untrained = [name for name in methods.NAMES if not methods.trains(name)]
+        raise ParamsError(f"{source}: 'model.backbone: rgb' has nothing to train; set 'method' to one that "
+                          f"does not train ({', '.join(untrained)}), or 'train.epochs: 0'")
+    float_keys = [k for k, s in spec_of.items() if s is float or s == (AUTO, float)]
     for k in float_keys:
         flat[k] = float(flat[k])
     return flat
@@ -183,11 +190,18 @@ def _resolve_auto(flat, source):
         flat["data.res"] = proto["res"]
     if flat["data.train_res"] == AUTO:
         flat["data.train_res"] = round(proto["train_scale"] * flat["data.res"])
+    method = methods.get(flat["method"])
     for key in ("lr", "batch_size"):
         if flat[f"train.{key}"] == AUTO:
-            flat[f"train.{key}"] = METHOD_DEFAULTS.get(flat["method"], TRAIN_DEFAULTS)[key]
-    if flat["model.classifier"] == AUTO:  # Modified DeepCluster's classifier is parametric (PiCIE Sec. 3.1)
-        flat["model.classifier"] = "linear" if flat["method"] == "mdc" else "prototype"
+            flat[f"train.{key}"] = {**TRAIN_DEFAULTS, **getattr(method, "TRAIN", {})}[key]
+    own = method.CLASSIFIER  # what the method is scored by: its module says
+    if flat["model.classifier"] == AUTO:
+        flat["model.classifier"] = own
+    elif (flat["model.classifier"] == "argmax") != (own == "argmax"):
+        why = ("is scored by the argmax of its own assignments" if own == "argmax" else
+               "outputs features, not assignments: they are clustered and scored by prototype or linear")
+        raise ParamsError(f"{source}: 'model.classifier' is '{flat['model.classifier']}' but method "
+                          f"'{flat['method']}' {why}; set 'model.classifier: auto'")
     if flat["cluster.k"] == AUTO:
         k = proto["k"]
         classes = Path(flat["data.root"]) / "classes.txt"

@@ -49,7 +49,7 @@ def gather_pixel_features(model, images, index, batch_size, device, size, out=No
     large sample never sits in memory); a float32 array otherwise.
     """
     if out is None:
-        out = np.zeros((len(index), model.embed_dim if embed else model.dim), dtype=np.float32)
+        out = np.zeros((len(index), model.dim if embed else model.out_channels), dtype=np.float32)
     starts = np.searchsorted(index[:, 0], np.arange(len(images) + 1))
     for i, z in iter_features(model, images, batch_size, device, desc, size=size, embed=embed):
         lo, hi = starts[i], starts[min(i + len(z), len(images))]

@@ -28,7 +28,8 @@ def run_batches(model, images, p, g, device, epoch, step, optimizers, t0, times=
     `step` adds the seconds it spends augmenting and labelling to times["augment"]
     and times["label"]; this loop adds times["data"] (reading the batch) and
     times["train"] (everything else: forward, loss, backward, optimiser);
-    times["cluster"] is what the caller spent before (0 without a clustering pass).
+    times["cluster"] is what the caller spent before (0 without a clustering pass);
+    times["epoch_time_s"] is the whole epoch's, from t0.
     Full batches only (the last partial one is dropped, as a DataLoader with
     drop_last). Returns the mean of each loss part and the epoch's times.
     """
@@ -62,6 +63,6 @@ def run_batches(model, images, p, g, device, epoch, step, optimizers, t0, times=
             sums[key] = sums.get(key, 0.0) + float(v)
         steps += 1
         bar.set_postfix(loss=f"{parts['loss']:.3f}")
-    times["total"] = time.perf_counter() - t0
-    times["outside_ratio"] = (times["total"] - times["train"]) / max(times["train"], 1e-9)
+    times["epoch_time_s"] = time.perf_counter() - t0
+    times["outside_ratio"] = (times["epoch_time_s"] - times["train"]) / max(times["train"], 1e-9)
     return {key: v / max(steps, 1) for key, v in sums.items()}, times

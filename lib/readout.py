@@ -75,12 +75,12 @@ def fit_probe(model, images, labels, n_classes, p, g, device):
     """A 1x1 linear classifier on frozen features (probe.normalize: L2-normalised or raw)."""
     model.eval()
     res = p.data.res
-    head = nn.Conv2d(model.embed_dim, n_classes, 1).to(device)
+    head = nn.Conv2d(model.dim, n_classes, 1).to(device)
     fres = res // STRIDE
     cache = None
-    if len(images) * model.embed_dim * fres * fres * 2 <= PROBE_CACHE_BYTES:
+    if len(images) * model.dim * fres * fres * 2 <= PROBE_CACHE_BYTES:
         # frozen features: compute them once instead of once per epoch
-        cache = torch.zeros(len(images), model.embed_dim, fres, fres, dtype=torch.float16)
+        cache = torch.zeros(len(images), model.dim, fres, fres, dtype=torch.float16)
         for i, z in iter_features(model, images, p.train.batch_size, device, "probe features", size=res,
                                   normalize=p.probe.normalize, embed=True):
             cache[i:i + len(z)] = z.half()
@@ -101,7 +101,7 @@ class Supervised(nn.Module):
 
     def __init__(self, net, n_classes):
         super().__init__()
-        self.net, self.head = net, nn.Conv2d(net.embed_dim, n_classes, 1)
+        self.net, self.head = net, nn.Conv2d(net.dim, n_classes, 1)
 
     def forward(self, x):
         return self.head(self.net.embed(x))

@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lib import methods  # noqa: E402
 from lib.data.base import IGNORE  # noqa: E402
 from lib.io import save_figure  # noqa: E402
 
@@ -134,26 +135,12 @@ def readout_lines(readouts):
 def markdown(meta, params, train_metrics, evaluation, figures, readouts=None, neighbours=False, tables=()):
     """The report's text: what was run, what it scored, and where the pictures are."""
     lines = [f"# Unsupervised segmentation report: {meta['name']}", ""]
-    method = params.get("method", "picie")
+    method = params["method"]
     lines += [f"- dataset: `{meta['name']}`, {meta['splits'].get('train', 0)} training and "
               f"{meta['splits'].get('val', 0)} validation images at {meta['res']} px, "
-              f"{len(meta['classes'])} classes", f"- method: `{method}`"]
-    if method == "infoseg":
-        s = params["infoseg"]
-        lines.append(f"- model: InfoSeg's network (P {s['dim']}, width {s['width']}, random init), tau {s['tau']}, "
-                     f"bound `{s['bound']}`, assignment `{s['assignment']}`, objective `{s['objective']}`")
-    else:
-        lines.append(f"- model: `{params['model']['backbone']}` + FPN (dim {params['model']['dim']}), "
-                     f"weights `{params['model']['weights'] or 'random'}`, classifier `{params['model']['classifier']}`")
-    if method == "iic":
-        lines.append(f"- IIC: K `{params['cluster']['k']}`, auxiliary over-clustering head "
-                     f"`{params['iic']['k_over']}`, displacement `{params['iic']['displacement']}`")
-    if method in ("picie", "mdc"):
-        lines.append(f"- PiCIE switches: photometric `{params['aug']['photometric']}`, geometric "
-                     f"`{params['aug']['geometric']}`, cross `{params['loss']['cross']}`, balance "
-                     f"`{params['loss']['balance']}`, equivariance `{params['loss']['equivariance']}`, "
-                     f"single `{params['cluster']['single']}`, K `{params['cluster']['k']}`, "
-                     f"K_over `{params['cluster']['k_over']}`")
+              f"{len(meta['classes'])} classes",
+              f"- method: `{method}` ({methods.label(method, params['model']['classifier'])})"]
+    lines += methods.get(method).describe(params)
     lines += [f"- training: {train_metrics.get('epochs', 0)} epochs, seed {params['seed']}, "
               f"{fmt(train_metrics.get('epoch_time_s'))} s per epoch, time outside the training passes / inside "
               f"{fmt(train_metrics.get('outside_ratio'))}", ""]
@@ -163,7 +150,7 @@ def markdown(meta, params, train_metrics, evaluation, figures, readouts=None, ne
         ways = {"argmax": "the network's own argmax (its cluster heads)",
                 "linear": f"a linear classifier fitted on the k-means labels (K = {k}) of the network's pixel features",
                 "prototype": f"k-means (K = {k}) on the network's pixel features, nearest centroid"}
-        how = ways.get(evaluation.get("scoring"), ways["prototype"])
+        how = ways[evaluation["classifier"]]
         lines += ["## Scores (Hungarian-matched, %)", "", f"Segments: {how}, matched to the classes.", "", "| partition | acc | mIoU |", "|---|---|---|",
                   f"| all | {fmt(m['acc'])} | {fmt(m['miou'])} |"]
         for part in ("things", "stuff"):

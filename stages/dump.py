@@ -30,9 +30,11 @@ def _git_rev():
     except Exception:
         return "unknown"
 
+REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml")
+
 
 @user_errors
-def main(data: str = "data/prepared", model_path: str = "models/model.pt", out: str = "features/features.h5",
+def main(data: str = REQUIRED, model_path: str = REQUIRED, out: str = REQUIRED,
          params: str = "params.yaml"):
     p = load_params(params)
     device = pick_device(p.train.device)
@@ -41,19 +43,19 @@ def main(data: str = "data/prepared", model_path: str = "models/model.pt", out: 
     fres = p.data.res // STRIDE
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update({"model": model_path, "model_md5": file_digest(model_path), "backbone": model.backbone_name,
-                        "scoring": model.scoring,
-                        "dim": model.dim, "stride": STRIDE, "res": p.data.res, "dataset": prepared.meta["name"],
+                        "method": p.method, "classifier": p.model.classifier,
+                        "channels": model.out_channels, "stride": STRIDE, "res": p.data.res, "dataset": prepared.meta["name"],
                         "params": json.dumps(as_dict(p)), "git_rev": _git_rev(),
                         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
         val = prepared.images("val")
-        vf = f.create_dataset("val/features", (len(val), model.dim, fres, fres), dtype="float16",
-                              chunks=(1, model.dim, fres, fres))
+        c = model.out_channels  # features, or a network's own assignments (IIC, InfoSeg)
+        vf = f.create_dataset("val/features", (len(val), c, fres, fres), dtype="float16", chunks=(1, c, fres, fres))
         for i, z in iter_features(model, val, p.train.batch_size, device, "dump val"):
             vf[i:i + len(z)] = z.numpy().astype(np.float16)
 
         train = prepared.images("train")
         index = sample_pixel_index(len(train), fres, fres, p.dump.train_points, p.seed)
-        tf = f.create_dataset("train/features", (len(index), model.dim), dtype="float16")
+        tf = f.create_dataset("train/features", (len(index), c), dtype="float16")
         f.create_dataset("train/index", data=index)
         gather_pixel_features(model, train, index, p.train.batch_size, device, p.data.res, out=tf, desc="dump train")
         shapes = vf.shape, tf.shape

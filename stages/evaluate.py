@@ -12,19 +12,21 @@ import torch
 import typer
 
 from lib.cli import user_errors
-from lib.clustering import predict_clusters, scoring
+from lib.clustering import predict_clusters
 from lib.config import load_params
 from lib.data import Prepared
 from lib.io import atomic_path, write_json
 from lib.metrics import evaluate_histogram, histogram
 from lib.report import plot_confusion
 
+REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml")
+
 
 @user_errors
-def main(data: str = "data/prepared", features: str = "features/features.h5",
-         classifier: str = "models/classifier.npy", metrics: str = "metrics/eval.json",
-         details: str = "results/evaluation.json", predictions: str = "results/predictions.npy",
-         confusion_png: str = "reports/confusion.png", params: str = "params.yaml"):
+def main(data: str = REQUIRED, features: str = REQUIRED,
+         classifier: str = REQUIRED, metrics: str = REQUIRED,
+         details: str = REQUIRED, predictions: str = REQUIRED,
+         confusion_png: str = REQUIRED, params: str = "params.yaml"):
     p = load_params(params)
     prepared = Prepared(data)
     clf = torch.from_numpy(np.load(classifier))
@@ -34,7 +36,6 @@ def main(data: str = "data/prepared", features: str = "features/features.h5",
     hist = np.zeros((max(n_classes, 1), k), dtype=np.int64)
     with h5py.File(features, "r") as f, atomic_path(predictions) as tmp:
         vf = f["val/features"]
-        how = scoring(str(f.attrs.get("scoring", "kmeans")), p)
         res = prepared.meta["res"]
         preds = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(vf), res, res))
         for i in range(0, len(vf), 64):
@@ -47,7 +48,7 @@ def main(data: str = "data/prepared", features: str = "features/features.h5",
 
     out = {"val_images": int(prepared.meta["splits"]["val"])}
     detail = {"classes": prepared.classes, "k": k, "labelled": labels is not None and n_classes > 0,
-              "scoring": how}
+              "classifier": p.model.classifier}
     if detail["labelled"]:
         scored, mapping, conf = evaluate_histogram(hist, prepared.classes, prepared.things, prepared.stuff)
         out.update(scored)

@@ -19,14 +19,21 @@ from lib.checkpoint import load_model
 from lib.cli import pick_device, user_errors
 from lib.errors import DataError
 from lib.io import atomic_path
+from lib.pipeline import cmd_option
 from lib.predict import collect, run
 
 
 @user_errors
 def main(images: List[str] = typer.Argument(..., help="image files and/or folders of images"),
-         out: str = "predictions", model_path: str = "models/model.pt", classifier: str = "models/classifier.npy",
-         evaluation: str = "results/evaluation.json", batch_size: int = 16, device: str = "auto",
+         out: str = "predictions",
+         model_path: str = typer.Option("", help="default: the train stage's --out in dvc.yaml"),
+         classifier: str = typer.Option("", help="default: the cluster stage's --out in dvc.yaml"),
+         evaluation: str = typer.Option("", help="default: the evaluate stage's --details in dvc.yaml"),
+         batch_size: int = 16, device: str = "auto",
          res: int = typer.Option(0, help="short side the images are resized to (0: the run's data.res)")):
+    model_path = model_path or cmd_option("train", "out")  # the pipeline's files, as dvc.yaml names them
+    classifier = classifier or cmd_option("cluster", "out")
+    evaluation = evaluation or cmd_option("evaluate", "details")
     dev = pick_device(device)
     model, run_params = load_model(model_path, dev)
     if getattr(model, "in_chans", 3) != 3:

@@ -6,9 +6,11 @@ from lib.config import load_params
 from lib.data import Prepared, pixel_stats, prepare
 from lib.io import atomic_dir, write_json
 
+REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml")
+
 
 @user_errors
-def main(out: str = "data/prepared", metrics: str = "metrics/prepare.json", params: str = "params.yaml"):
+def main(out: str = REQUIRED, metrics: str = REQUIRED, params: str = "params.yaml"):
     p = load_params(params)
     with atomic_dir(out) as tmp:
         meta = prepare(p, tmp)

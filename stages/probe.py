@@ -16,9 +16,11 @@ from lib.io import write_json
 from lib.metrics import flat_scores
 from lib.readout import class_histogram, fit_probe
 
+REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml")
+
 
 @user_errors
-def main(data: str = "data/prepared", model_path: str = "models/model.pt", metrics: str = "metrics/probe.json",
+def main(data: str = REQUIRED, model_path: str = REQUIRED, metrics: str = REQUIRED,
          params: str = "params.yaml"):
     p = load_params(params)
     device = pick_device(p.train.device)

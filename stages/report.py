@@ -16,22 +16,21 @@ from lib.models.fpn import STRIDE
 from lib.neighbours import nearest, plot_neighbours
 from lib.report import markdown, plot_curves, plot_overlays
 
-NEIGHBOURS = 5  # training patches shown per query pixel
-
-
 # made outside the pipeline, over many experiments (bench/tables.py, `python -m stages.seeds`), which then
 # re-render the report; embedded when they exist, so they are not dependencies of the stage
 TABLES = ("reports/methods.md", "reports/ablations.md", "reports/seeds.md")
 
+REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml")
+
 
 @user_errors
-def main(data: str = "data/prepared", details: str = "results/evaluation.json",
-         predictions: str = "results/predictions.npy", train_metrics: str = "metrics/train.json",
-         live_dir: str = "reports/train", confusion_png: str = "reports/confusion.png",
-         probe_metrics: str = "metrics/probe.json", retrain_metrics: str = "metrics/retrain.json",
-         features: str = "features/features.h5",
+def main(data: str = REQUIRED, details: str = REQUIRED,
+         predictions: str = REQUIRED, train_metrics: str = REQUIRED,
+         live_dir: str = REQUIRED, confusion_png: str = REQUIRED,
+         probe_metrics: str = REQUIRED, retrain_metrics: str = REQUIRED,
+         features: str = REQUIRED,
          tables: List[str] = typer.Option(list(TABLES), "--tables", help="tables embedded where they exist"),
-         out: str = "reports/report.md", figures: str = "reports/figures", params: str = "params.yaml"):
+         out: str = REQUIRED, figures: str = REQUIRED, params: str = "params.yaml"):
     p = load_params(params)
     prepared = Prepared(data)
     evaluation = json.loads(Path(details).read_text())
@@ -49,14 +48,14 @@ def main(data: str = "data/prepared", details: str = "results/evaluation.json",
     plot_curves(live_dir, fig_dir / "curves.png")
     rel = {"overlays": "figures/overlays.png", "curves": "figures/curves.png",
            "confusion": Path(confusion_png).name, "neighbours": "figures/neighbours.png"}
-    if p.report.neighbours:
-        queries, neighbours, sims = nearest(features, p.report.neighbours, NEIGHBOURS, p.seed)
+    if p.report.queries:
+        queries, neighbours, sims = nearest(features, p.report.queries, p.report.neighbours, p.seed)
         plot_neighbours(prepared.images("val"), prepared.images("train"), queries, neighbours, sims, STRIDE,
                         fig_dir / "neighbours.png", labels, evaluation["classes"], preds, evaluation.get("mapping"))
     readouts = {name: json.loads(Path(f).read_text()) for name, f in
                 (("probe", probe_metrics), ("retrain", retrain_metrics)) if Path(f).is_file()}
     text = markdown(prepared.meta, as_dict(p), json.loads(Path(train_metrics).read_text()), evaluation, rel,
-                    readouts, neighbours=p.report.neighbours > 0,
+                    readouts, neighbours=p.report.queries > 0,
                     tables=[Path(t).read_text() for t in tables if Path(t).is_file()])
     with atomic_path(out) as tmp:
         tmp.write_text(text)

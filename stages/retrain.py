@@ -18,14 +18,16 @@ from lib.data import Prepared
 from lib.features import gather_pixel_features, sample_pixel_index
 from lib.io import write_json
 from lib.metrics import evaluate_histogram, flat_scores
-from lib.models import build_model
+from lib.models import feature_network
 from lib.models.fpn import STRIDE
 from lib.readout import class_histogram, fit_supervised
 
+REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml")
+
 
 @user_errors
-def main(data: str = "data/prepared", model_path: str = "models/model.pt", out: str = "models/retrained.pt",
-         metrics: str = "metrics/retrain.json", params: str = "params.yaml"):
+def main(data: str = REQUIRED, model_path: str = REQUIRED, out: str = REQUIRED,
+         metrics: str = REQUIRED, params: str = "params.yaml"):
     p = load_params(params)
     device = pick_device(p.train.device)
     g = seed_everything(p.seed)
@@ -39,8 +41,8 @@ def main(data: str = "data/prepared", model_path: str = "models/model.pt", out: 
     if p.retrain.init == "unsupervised":
         net, _ = load_model(model_path, device)
     else:
-        net = build_model(p.model.backbone, p.model.weights if p.retrain.init == "weights" else "", p.model.dim,
-                          p.model.levels, prepared.channels).to(device)  # the backbone + FPN network
+        weights = p.model.weights if p.retrain.init == "weights" else ""
+        net = feature_network(p, prepared.channels, weights).to(device)  # the backbone + FPN network
     n = len(prepared.classes)
     t = time.perf_counter()
     model, history = fit_supervised(net, train, train_labels, n, p, g, device)
@@ -52,7 +54,7 @@ def main(data: str = "data/prepared", model_path: str = "models/model.pt", out: 
     fres = res // STRIDE
     index = sample_pixel_index(len(train), fres, fres, p.dump.train_points, p.seed)
     feats = gather_pixel_features(net, train, index, bs, device, res, desc="retrain features", embed=True)
-    mu = kmeans(torch.from_numpy(feats).to(device), p.cluster.k, p.cluster.niter, p.seed)
+    mu = kmeans(torch.from_numpy(feats).to(device), p.cluster.k, p.cluster.niter, p.seed, p.cluster.backend)
     hist = class_histogram(lambda x: neg_sq_distance(net.embed(x), mu), val, val_labels, n, p.cluster.k, bs, device, res,
                            "retrain clusters")
     clustered, _, _ = evaluate_histogram(hist, prepared.classes, prepared.things, prepared.stuff)

@@ -1,8 +1,10 @@
-"""Stage `train`: the chosen method's training (PiCIE: Algorithm 1) -> models/model.pt.
+"""Stage `train`: the chosen method's training (PiCIE: Algorithm 1) -> the model file.
 
-Resume: an interrupted run leaves runs/train_checkpoint.pt (outside DVC's
-outputs, which DVC deletes before a stage runs); the next `dvc repro` with the
-same training params continues from the last finished epoch.
+Resume: an interrupted run leaves its checkpoint (outside DVC's outputs, which
+DVC deletes before a stage runs); the next `dvc repro` continues from the
+last finished epoch when the params and deps the stage lists in dvc.yaml are
+the same (lib.checkpoint.resume_key), and starts afresh, saying so, when not.
+Paths come from the stage's cmd in dvc.yaml.
 """
 import json
 import time
@@ -13,7 +15,7 @@ import typer
 import yaml
 from dvclive import Live
 
-from lib.checkpoint import code_digest, config_hash, save, save_model
+from lib.checkpoint import resume_key, save, save_model
 from lib.cli import pick_device, seed_everything, user_errors
 from lib.config import as_dict, load_params
 from lib.data import DataError, Prepared
@@ -22,9 +24,12 @@ from lib.methods import build, epochs, train_one_epoch
 
 
 @user_errors
-def main(data: str = "data/prepared", out: str = "models/model.pt", metrics: str = "metrics/train.json",
-         live_dir: str = "reports/train", checkpoint: str = "runs/train_checkpoint.pt",
-         params: str = "params.yaml"):
+def main(data: str = typer.Option(..., help="prepared dataset folder"),
+         out: str = typer.Option(..., help="the trained model file"),
+         metrics: str = typer.Option(..., help="training metrics (JSON)"),
+         live_dir: str = typer.Option(..., help="dvclive folder (curves)"),
+         checkpoint: str = typer.Option(..., help="resumable state, kept until training ends"),
+         params: str = "params.yaml", dvc_yaml: str = "dvc.yaml"):
     p = load_params(params)
     pd = as_dict(p)
     print("config:\n" + yaml.safe_dump(pd, sort_keys=False), flush=True)
@@ -40,44 +45,45 @@ def main(data: str = "data/prepared", out: str = "models/model.pt", metrics: str
     params_list = list(model.parameters())
     optimizer = torch.optim.Adam(params_list, lr=p.train.lr) if params_list else None
     print(f"{len(images)} training images, {sum(x.numel() for x in params_list) / 1e6:.2f}M parameters, "
-          f"device {device}", flush=True)
+          f"device {device}, k-means by {p.cluster.backend}", flush=True)
 
     start, history = 0, []
-    key = f"{config_hash(pd)}-{code_digest()}"  # same params and same code, or start afresh
+    key = resume_key(pd, "train", dvc_yaml)  # the params and deps dvc.yaml lists for this stage
     ckpt_path = Path(checkpoint)
     if ckpt_path.is_file() and n_epochs > 0:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if state["config"] == key and state["epoch"] < n_epochs:
+        if state.get("config") == key and state["epoch"] < n_epochs:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             g.set_state(state["generator"])
             start, history = state["epoch"], json.loads(state["history"])
             print(f"resuming from {ckpt_path} after epoch {start}", flush=True)
+        else:
+            print(f"not resuming {ckpt_path}: it is from other params or code than this run (the train stage's "
+                  "params and deps in dvc.yaml); starting afresh", flush=True)
 
     with Live(live_dir, dvcyaml=None, save_dvc_exp=False, resume=start > 0) as live:
         for epoch in range(start, n_epochs):
-            t = time.perf_counter()
             stats, times = train_one_epoch(model, images, optimizer, p, g, device, epoch)
-            history.append({**stats, **{f"time_{k}": v for k, v in times.items()}})
+            history.append({"stats": stats, "times": times})
             for name, v in stats.items():
                 live.log_metric(f"train/{name}", v)
-            live.log_metric("time/epoch_s", times["total"])
+            live.log_metric("time/epoch_time_s", times["epoch_time_s"])
             live.log_metric("time/outside_ratio", times["outside_ratio"])
             live.next_step()
-            print(f"epoch {epoch + 1}/{n_epochs} loss {stats['loss']:.4f} "
-                  f"({time.perf_counter() - t:.1f}s, cluster {times['cluster']:.1f}s, "
-                  f"train {times['train']:.1f}s, outside/inside {times['outside_ratio']:.2f})", flush=True)
             save({"config": key, "epoch": epoch + 1, "model": model.state_dict(),
                   "optimizer": optimizer.state_dict(), "generator": g.get_state(),
                   "history": json.dumps(history)}, ckpt_path)
+            print(f"epoch {epoch + 1}/{n_epochs} loss {stats['loss']:.4f} ({times['epoch_time_s']:.1f}s, "
+                  f"cluster {times['cluster']:.1f}s, train {times['train']:.1f}s, "
+                  f"outside/inside {times['outside_ratio']:.2f})", flush=True)
 
     save_model(model, out, pd)
     summary = {"epochs": n_epochs}
     if history:
-        last = history[-1]
-        summary.update({"final_loss": round(last["loss"], 5),
-                        "epoch_time_s": round(sum(h["time_total"] for h in history) / len(history), 2),
-                        "outside_ratio": round(sum(h["time_outside_ratio"] for h in history) / len(history), 4)})
+        summary.update({"final_loss": round(history[-1]["stats"]["loss"], 5),
+                        "epoch_time_s": round(sum(h["times"]["epoch_time_s"] for h in history) / len(history), 2),
+                        "outside_ratio": round(sum(h["times"]["outside_ratio"] for h in history) / len(history), 4)})
     write_json(metrics, summary)
     ckpt_path.unlink(missing_ok=True)
     print(f"saved {out}")

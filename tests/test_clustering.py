@@ -1,9 +1,12 @@
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 import torch.nn.functional as F
 
+from lib.errors import ParamsError
 from lib.clustering import (_kmeans_torch, argmax_classifier, assign, classifier_scores, fit_linear_classifier, kmeans,
                             neg_sq_distance, predict_clusters, prototype_classifier)
 
@@ -21,13 +24,30 @@ def _purity(pred, labels):
 
 def test_kmeans_recovers_separable_clusters():
     x, labels, centres = _blobs()
-    for fit in (kmeans, _kmeans_torch):
-        mu = fit(x, 4, 20, 0)
+    for backend in ("faiss", "torch"):
+        mu = kmeans(x, 4, 20, 0, backend)
         assert mu.shape == (4, 3)
         pred = assign(x, mu)
         assert _purity(pred, labels) == 1.0
         # every true centre has a centroid within 0.2
         assert torch.cdist(centres, mu).min(1).values.max() < 0.2
+
+
+def test_the_kmeans_backend_is_the_one_named(monkeypatch):
+    """cluster.backend picks the implementation; a missing faiss is an error that says what to do,
+    never a silent switch to the other backend."""
+    x, _, _ = _blobs(3)
+    calls = []
+    monkeypatch.setattr("lib.clustering._kmeans_torch", lambda *a: calls.append("torch") or _kmeans_torch(*a))
+    kmeans(x, 4, 5, 0, "faiss")
+    assert calls == []
+    kmeans(x, 4, 5, 0, "torch")
+    assert calls == ["torch"]
+    with pytest.raises(ParamsError, match="expected one of faiss, torch"):
+        kmeans(x, 4, 5, 0, "sklearn")
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as if faiss were not installed
+    with pytest.raises(ParamsError, match="faiss is not installed .* or set cluster.backend: torch"):
+        kmeans(x, 4, 5, 0, "faiss")
 
 
 def test_kmeans_refuses_fewer_points_than_clusters():
@@ -83,3 +103,14 @@ def test_linear_classifier_fit_on_kmeans_labels_reproduces_them():
         assert _purity(pred, labels) > 0.99
     untrained, chance = fit_linear_classifier(x, pseudo, 4, epochs=0, lr=0.05)
     assert chance < 0.9  # the fit, not the initialisation, is what agrees
+
+
+def test_linear_classifier_depends_on_its_seed_not_on_the_process_random_state():
+    """The cluster stage's classifier file must be the same bytes on every run: its initial weights come
+    from cluster seed, not from torch's global generator (seeded at random in each process)."""
+    x, labels, _ = _blobs(4)
+    fits = []
+    for global_seed, seed in ((1, 0), (2, 0), (1, 5)):
+        torch.manual_seed(global_seed)
+        fits.append(fit_linear_classifier(x, labels, 4, epochs=2, lr=0.05, seed=seed, batch_size=64)[0])
+    assert torch.equal(fits[0], fits[1]) and not torch.equal(fits[0], fits[2])

@@ -3,9 +3,24 @@ import pytest
 from lib.config import ParamsError
 
 
-def test_default_params_are_valid(params):
+def test_default_params_resolve_auto_to_the_protocol_and_the_method(params):
     p, _ = params()
-    assert p.data.name == "textures" and p.model.backbone == "efficientnet_lite0"
+    assert (p.method, p.data.name, p.model.backbone, p.cluster.backend) == ("picie", "textures", "efficientnet_lite0",
+                                                                            "faiss")
+    assert (p.data.res, p.data.train_res, p.cluster.k) == (128, 128, 8)  # the textures protocol
+    assert (p.train.lr, p.train.batch_size, p.model.classifier) == (5e-4, 32, "prototype")
+    assert isinstance(p.train.lr, float) and isinstance(p.iic.k_over, int) and isinstance(p.infoseg.tau, float)
+
+
+@pytest.mark.parametrize("method, lr, batch_size, classifier", [
+    ("picie", 5e-4, 32, "prototype"), ("mdc", 5e-4, 32, "linear"), ("iic", 5e-4, 32, "argmax"),
+    ("infoseg", 1e-4, 64, "argmax"), ("notrain", 5e-4, 32, "prototype"),
+])
+def test_auto_train_and_classifier_values_come_from_the_method_module(params, method, lr, batch_size, classifier):
+    p, _ = params(method=method)
+    assert (p.train.lr, p.train.batch_size, p.model.classifier) == (lr, batch_size, classifier)
+    p, _ = params(method=method, **{"train.lr": 0.01, "train.batch_size": 4})  # an explicit value wins
+    assert (p.train.lr, p.train.batch_size) == (0.01, 4)
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -23,6 +38,12 @@ def test_default_params_are_valid(params):
     ("data.split", "stego", "'data.split' is 'stego'; expected one of picie, standard"),
     ("data.stuff_fraction", 75, "'data.stuff_fraction' must be a fraction in [0, 1], got 75"),
     ("cluster.k", 0, "'cluster.k' must be positive"),
+    ("cluster.backend", "sklearn", "'cluster.backend' is 'sklearn'; expected one of faiss, torch"),
+    ("report.neighbours", 0, "'report.neighbours' must be positive"),
+    ("infoseg.dim", 0, "'infoseg.dim' must be positive"),  # the method module's POSITIVE
+    ("infoseg.bound", "kl", "'infoseg.bound' is 'kl'; expected one of jsd, dv"),  # the method module's PARAMS
+    ("iic.k_over", "many", "'iic.k_over' must be int, got 'many'"),
+    ("model.classifier", "argmax", "'model.classifier' is 'argmax' but method 'picie' outputs features"),
 ])
 def test_bad_values_name_the_key(params, key, value, message):
     escaped = message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")
@@ -54,7 +75,7 @@ def test_auto_k_of_a_folder_counts_its_classes(params, tmp_path):
     (tmp_path / "classes.txt").write_text("sky\ntree\n\ncar\n")
     p, _ = params(**{"data.name": "folder", "data.root": str(tmp_path)})
     assert p.cluster.k == 3
-    with pytest.raises(ParamsError, match="set 'method: notrain'"):
+    with pytest.raises(ParamsError, match=r"set 'method' to one that does not train \(notrain\)"):
         params(**{"model.backbone": "rgb"})
     p, _ = params(**{"model.backbone": "rgb", "method": "notrain"})  # raw-RGB k-means
     assert p.model.backbone == "rgb" and p.model.classifier == "prototype"
@@ -64,8 +85,12 @@ def test_classifier_auto_is_linear_for_mdc_only(params):
     assert params(method="mdc")[0].model.classifier == "linear"
     assert params(method="picie")[0].model.classifier == "prototype"
     assert params(method="notrain", **{"model.classifier": "linear"})[0].model.classifier == "linear"
-    with pytest.raises(ParamsError, match="'model.classifier' is 'knn'; expected one of auto, prototype, linear"):
+    with pytest.raises(ParamsError, match="'model.classifier' is 'knn'; expected one of auto, prototype, linear, argmax"):
         params(**{"model.classifier": "knn"})
+    for method in ("iic", "infoseg"):  # networks that output their own assignments are scored by them
+        assert params(method=method, **{"model.classifier": "argmax"})[0].model.classifier == "argmax"
+        with pytest.raises(ParamsError, match=f"method '{method}' is scored by the argmax of its own assignments"):
+            params(method=method, **{"model.classifier": "prototype"})
 
 
 def test_unknown_key_is_reported(tmp_path):

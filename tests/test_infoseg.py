@@ -3,8 +3,12 @@ import math
 
 import torch
 
-from lib.methods.infoseg import assignment, infoseg_loss, pair_scores, probabilities
-from lib.models.infoseg import InfoSegNet
+from lib.data.textures import make_split
+from lib.features import to_tensor
+from lib.methods.infoseg import (InfoSegNet, assignment, build, infoseg_loss, pair_scores, probabilities,
+                                 train_one_epoch)
+from lib.mi import iic_mutual_information
+from lib.views import augment, forward_views
 
 
 def test_probabilities_and_soft_assignment_by_hand():
@@ -54,3 +58,33 @@ def test_one_step_lowers_each_loss_and_every_parameter_gets_a_gradient():
         with torch.no_grad():  # train mode both times: the same batch statistics
             after, _ = infoseg_loss(*net.features(x), tau=0.8, bound=bound, hard=hard)
         assert after.item() < loss.item(), (bound, hard, loss.item(), after.item())
+
+
+def test_iic_objective_raises_the_mutual_information_of_the_two_views(params):
+    """infoseg.objective: iic (Table 2): IIC's MI between V of the two views replaces the MI step."""
+    p, _ = params(method="infoseg", **{"data.res": 32, "infoseg.dim": 16, "infoseg.width": 8,
+                                       "infoseg.objective": "iic", "train.batch_size": 4})
+    torch.manual_seed(0)
+    net = build(p)
+    images = make_split(8, 32, 0)[0]
+    views = augment(to_tensor(images[:4], "cpu"), p, torch.Generator().manual_seed(1))  # fixed P1, P2, G
+    assert views[2] is not None  # the geometric transform is applied to view 2's V
+
+    def mi():
+        v1, v2 = forward_views(net, *views, normalize=False)
+        assert v1.shape == v2.shape == (4, 8, 8, 8) and torch.allclose(v1.sum(1), torch.ones(4, 8, 8))  # K = 8
+        return iic_mutual_information(v1, v2, p.iic.displacement)
+
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    before = mi()
+    (-before).backward()
+    missing = [n for n, q in net.named_parameters() if q.grad is None or not q.grad.abs().sum() > 0]
+    assert not missing, missing[:3]
+    opt.step()
+    assert mi().item() > before.item() + 1e-4
+    stats, _ = train_one_epoch(net, images, opt, p, torch.Generator().manual_seed(0), torch.device("cpu"), 0)
+    assert set(stats) == {"mi", "loss"} and math.isclose(stats["loss"], -stats["mi"], rel_tol=1e-6)
+    p_mi, _ = params(method="infoseg", **{"data.res": 32, "infoseg.dim": 16, "infoseg.width": 8,
+                                          "train.batch_size": 4})
+    stats, _ = train_one_epoch(net, images, opt, p_mi, torch.Generator().manual_seed(0), torch.device("cpu"), 0)
+    assert set(stats) == {"loss"}  # the MI step's bound, no IIC term

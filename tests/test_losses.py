@@ -4,7 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from lib.losses import balance_weights, cluster_loss, overcluster_lambdas, prototype_scores
-from lib.picie import Classifiers, Clustering, picie_loss, pseudo_labels
+from lib.deepcluster import Classifiers, Clustering, pseudo_labels
+from lib.methods.picie import picie_loss
 
 
 def test_prototype_scores_are_negative_cosine_distance():

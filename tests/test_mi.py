@@ -50,7 +50,7 @@ def test_dv_bound_by_hand():
 
 def test_iic_heads_one_step_raises_the_mutual_information():
     from lib.methods.iic import iic_loss
-    from lib.models.heads import ClusterHeads
+    from lib.methods.iic import ClusterHeads
 
     torch.manual_seed(0)
     heads = ClusterHeads(dim=8, k=3, k_over=5)
@@ -67,7 +67,8 @@ def test_iic_heads_one_step_raises_the_mutual_information():
 def test_fresh_iic_network_starts_away_from_the_uniform_saddle():
     """IIC's heads read the FPN output before L2 normalisation. On unit vectors a fresh head's assignments
     are near uniform, where the MI and its gradient vanish; training then never left it (loss -0.000)."""
-    from lib.models import AssignmentNet, build_model
+    from lib.methods.iic import AssignmentNet
+    from lib.models import build_model
 
     torch.manual_seed(0)
     net = AssignmentNet(build_model("efficientnet_lite0", "imagenet", 16, 2), k=4).eval()

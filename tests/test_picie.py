@@ -4,7 +4,11 @@ import torch
 
 from lib.data.textures import make_split
 from lib.models import build_model
-from lib.picie import Classifiers, augment, cluster_pass, forward_views, picie_loss, to_tensor, train_one_epoch
+from lib.deepcluster import Classifiers, cluster_pass
+from lib.features import to_tensor
+from lib.methods import mdc
+from lib.methods.picie import picie_loss, train_one_epoch
+from lib.views import augment, forward_views
 
 TINY = {"data.res": 32, "model.dim": 16, "model.weights": "", "train.batch_size": 8,
         "cluster.images": 16, "cluster.max_points": 2000, "cluster.niter": 5}
@@ -66,7 +70,10 @@ def test_train_one_epoch_runs_every_ablation(params):
                                        torch.device("cpu"), 0)
         assert np.isfinite(stats["loss"]), switches
         assert ("cross" in stats) == p.loss.cross
-        assert times["train"] > 0 and times["outside_ratio"] >= 0
+        assert times["train"] > 0 and times["cluster"] > 0 and times["kmeans"] > 0
+        assert times["outside_ratio"] == (times["epoch_time_s"] - times["train"]) / times["train"]
+        assert times["cluster"] + times["data"] + times["augment"] + times["label"] + times["train"] \
+            <= times["epoch_time_s"] + 1e-6  # the phases are disjoint parts of the epoch
         assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
@@ -101,24 +108,25 @@ def test_modified_deepcluster_is_one_view_with_a_linear_head(params):
     p, _ = params(**TINY, method="mdc")
     g = torch.Generator().manual_seed(0)
     x = to_tensor(_images(8), "cpu")
-    x1, x2, theta = augment(x, p, g)
+    x1, x2, theta = augment(x, p, g, views=1)
     assert x1.shape == (8, 3, 32, 32) and x2 is None and theta is None
     torch.manual_seed(0)
     model = build_model("efficientnet_lite0", "", 16)
-    levels, _ = cluster_pass(model, _images(), p, g, torch.device("cpu"), epoch=0)
+    levels, _ = cluster_pass(model, _images(), p, g, torch.device("cpu"), epoch=0, views=1)
     assert levels[0].centroids[0] is levels[0].centroids[1]  # one clustering
-    clf = Classifiers(levels, "linear", 16)
+    assert p.model.classifier == "linear"  # mdc's own classifier
+    clf = Classifiers(levels, p.model.classifier, 16)
     z1, z2 = forward_views(model, x1, None, None)
     assert z2 is None
-    loss, parts = picie_loss(z1, z2, clf, p)
+    loss, parts = mdc.mdc_loss(z1, z2, clf, p)
     assert set(parts) == {"within"}, parts  # no cross-view term without a second view
     opt = torch.optim.Adam(list(model.parameters()) + list(clf.parameters()), lr=1e-3)
     opt.zero_grad()
     loss.backward()
     assert all(q.grad is not None for q in clf.parameters())
     opt.step()
-    after, _ = picie_loss(forward_views(model, x1, None, None)[0], None, clf, p)
+    after, _ = mdc.mdc_loss(forward_views(model, x1, None, None)[0], None, clf, p)
     assert after.item() < loss.item()
-    stats, times = train_one_epoch(model, _images(), torch.optim.Adam(model.parameters(), 1e-3), p, g,
-                                   torch.device("cpu"), 1)
-    assert np.isfinite(stats["loss"]) and "cross" not in stats and times["train"] > 0
+    stats, times = mdc.train_one_epoch(model, _images(), torch.optim.Adam(model.parameters(), 1e-3), p, g,
+                                       torch.device("cpu"), 1)
+    assert np.isfinite(stats["loss"]) and set(stats) == {"within", "loss"} and times["train"] > 0

@@ -9,9 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from scipy.optimize import linear_sum_assignment
 
+from lib import methods
 from tests import fixtures
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow  # minutes of DVC runs: `pytest -m "not slow"` leaves them out
 
 TINY = {
     "data": {"train_size": 24, "val_size": 8, "res": 32},
@@ -59,14 +63,31 @@ def test_repro_then_ablation_then_metrics_diff(tmp_path):
     metrics = json.loads((repo / "metrics/eval.json").read_text())
     for key in ("acc", "miou", "things_miou", "stuff_miou", "iou_brick", "iou_horse"):
         assert isinstance(metrics[key], (int, float)), key
-    assert 0 <= metrics["acc"] <= 100 and 0 <= metrics["miou"] <= 100
     assert all(not isinstance(v, (list, dict)) for v in metrics.values())
+    # the scores, recomputed from the written predictions and the prepared labels with a matching of our own
+    preds = np.load(repo / "results/predictions.npy")
+    labels = np.load(repo / "data/prepared/val_labels.npy")
+    assert preds.shape == labels.shape == (8, 32, 32) and preds.max() < 8
+    hist = np.zeros((8, 8), dtype=np.int64)
+    np.add.at(hist, (labels.ravel(), preds.ravel()), 1)
+    rows, cols = linear_sum_assignment(-hist)
+    acc = 100 * hist[rows, cols].sum() / hist.sum()
+    iou = [hist[r, c] / (hist[r].sum() + hist[:, c].sum() - hist[r, c]) for r, c in zip(rows, cols)
+           if hist[r].sum() + hist[:, c].sum() > 0]
+    assert metrics["acc"] == pytest.approx(acc, abs=1e-3) and metrics["miou"] == pytest.approx(100 * np.mean(iou), abs=1e-3)
+    assert metrics["val_images"] == 8
     for artifact in ("models/model.pt", "features/features.h5", "models/classifier.npy", "reports/report.md",
                      "reports/confusion.png", "reports/figures/overlays.png", "reports/figures/curves.png",
                      "reports/train/plots/metrics/train/loss.tsv"):
         assert (repo / artifact).is_file(), artifact
     report = (repo / "reports/report.md").read_text()
-    assert "acc" in report and "linear probe" in report and "C-Acc" in report
+    assert f"| all | {metrics['acc']:.2f} | {metrics['miou']:.2f} |" in report  # the scores it shows are eval.json's
+    probe, retrain = (json.loads((repo / f"metrics/{s}.json").read_text()) for s in ("probe", "retrain"))
+    assert f"| linear probe on frozen features (Table 7) | {probe['acc']:.2f} | {probe['miou']:.2f} |" in report
+    assert f"(C-Acc, C-mIoU) | {retrain['c_acc']:.2f} | {retrain['c_miou']:.2f} |" in report
+    train = json.loads((repo / "metrics/train.json").read_text())
+    curve = (repo / "reports/train/plots/metrics/time/epoch_time_s.tsv").read_text().splitlines()
+    assert len(curve) == 2 and train["epoch_time_s"] == pytest.approx(float(curve[1].split()[-1]), abs=0.01)
     assert (repo / "reports/figures/neighbours.png").is_file()
     for stage, keys in (("probe", ("acc", "miou", "iou_brick")), ("retrain", ("acc", "miou", "c_acc", "c_miou"))):
         m = json.loads((repo / f"metrics/{stage}.json").read_text())
@@ -144,7 +165,7 @@ def test_every_method_runs_end_to_end_as_an_experiment(tmp_path):
     _run(dvc + ["repro"], repo, env)
     _run(["git", "add", "-A"], repo, env)
     _run(["git", "commit", "-qm", "baseline"], repo, env)
-    for method, classifier, scoring, trained in (
+    for method, classifier, scored_by, trained in (
             ("mdc", "auto", "linear", True), ("iic", "auto", "argmax", True), ("infoseg", "auto", "argmax", True),
             ("notrain", "auto", "prototype", False), ("notrain", "linear", "linear", False)):
         log = _run(dvc + ["exp", "run", "-S", f"method={method}", "-S", f"model.classifier={classifier}"],
@@ -153,10 +174,13 @@ def test_every_method_runs_end_to_end_as_an_experiment(tmp_path):
         metrics = json.loads((repo / "metrics/eval.json").read_text())
         assert 0 <= metrics["acc"] <= 100 and 0 <= metrics["miou"] <= 100, method
         detail = json.loads((repo / "results/evaluation.json").read_text())
-        assert detail["scoring"] == scoring, method
+        assert detail["classifier"] == scored_by, method
         assert json.loads((repo / "metrics/train.json").read_text())["epochs"] == (1 if trained else 0)
         report = (repo / "reports/report.md").read_text()
-        assert f"- method: `{method}`" in report and ("own argmax" in report) == (scoring == "argmax")
-        assert ("linear classifier fitted" in report) == (scoring == "linear")
+        assert f"- method: `{method}` ({methods.label(method, classifier)})" in report  # the module's label
+        assert {"mdc": "- Modified DeepCluster: one view", "iic": "- IIC: K `8`, auxiliary over-clustering head `12`",
+                "infoseg": "- model: InfoSeg's network (P 32, width 16", "notrain": "- no training"}[method] in report
+        assert ("own argmax" in report) == (scored_by == "argmax")
+        assert ("linear classifier fitted" in report) == (scored_by == "linear")
         clf = np.load(repo / "models/classifier.npy")  # [W | b]; the identity for the argmax methods
-        assert clf.shape[0] == 8 and (scoring != "argmax" or np.array_equal(clf, np.eye(8, 9)))
+        assert clf.shape[0] == 8 and (scored_by != "argmax" or np.array_equal(clf, np.eye(8, 9)))

@@ -1,5 +1,6 @@
 """The `predict` command on a folder of images of any size, one of them corrupt."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from lib.checkpoint import save_model
 from lib.clustering import prototype_classifier
 from lib.models import build_model
 from stages import predict
+from tests.conftest import ROOT
 
 
 def _run_dir(tmp_path, mapping=None):
@@ -79,3 +81,17 @@ def test_predict_on_nothing_is_a_clear_error(tmp_path, capsys):
         _predict(run, tmp_path / "empty", tmp_path / "pred", capsys)
     assert e.value.code == 1
     assert "empty: no images" in capsys.readouterr().err
+
+
+def test_predict_finds_the_runs_files_where_dvc_yaml_names_them(tmp_path, capsys, monkeypatch):
+    """Without --model-path etc., the files are the train, cluster and evaluate stages' outputs as their
+    cmds in dvc.yaml name them (here laid out as dvc.yaml says, in a project folder)."""
+    run = _run_dir(tmp_path, mapping=[1, 0, -1])
+    shutil.copy(ROOT / "dvc.yaml", run / "dvc.yaml")
+    _images(tmp_path / "photos")
+    monkeypatch.chdir(run)
+    predict.main([str(tmp_path / "photos")], out=str(tmp_path / "pred"), model_path="", classifier="",
+                 evaluation="", batch_size=2, device="cpu", res=0)
+    assert "named by results/evaluation.json" in capsys.readouterr().out
+    lab = np.asarray(Image.open(tmp_path / "pred/labels/wide.png"))
+    assert lab[20, 2] == 1 and lab[20, 87] == 0  # matched class ids, from the evaluation it found

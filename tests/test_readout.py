@@ -12,8 +12,7 @@ from lib.errors import ParamsError
 from lib.metrics import flat_scores, majority
 from lib.models import build_model
 from lib.readout import class_histogram, fit_probe, fit_supervised
-from lib.seeds import aggregate, flat
-from stages.seeds import experiment_metrics, stems_made_up_to
+from lib.seeds import aggregate, experiment_metrics, flat, metric_files, stems_made_up_to
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,7 +91,10 @@ def test_experiment_metrics_are_read_from_dvc_exp_show_json():
                              exp("seeds-s2", 31.7)]}]
     # a failed run: DVC shows the metrics of the commit it started from, with an error
     show[1]["experiments"][3]["revs"][0]["error"] = {"msg": "Experiment run failed", "type": ""}
-    found = experiment_metrics(show, {"seeds-s0", "seeds-s1", "seeds-s2"})
+    files = metric_files(ROOT / "dvc.yaml")  # the metrics files dvc.yaml declares
+    assert files == {"train": "metrics/train.json", "eval": "metrics/eval.json", "probe": "metrics/probe.json",
+                     "retrain": "metrics/retrain.json"}
+    found = experiment_metrics(show, {"seeds-s0", "seeds-s1", "seeds-s2"}, files)
     assert set(found) == {"seeds-s0", "seeds-s1", "seeds-s2"} and found["seeds-s2"] is None
     assert found["seeds-s0"]["eval"]["acc"] == 30.0 and found["seeds-s1"]["retrain"] == {}
 
@@ -114,8 +116,11 @@ def test_results_table_rows_in_table_order_with_mean_std_and_missing_cells():
     notrain = flat(aggregate([{"eval": {"acc": 27.0, "miou": 13.0}, "train": {}}] * 2))
     text = tables.render("methods", {"picie": picie, "notrain": notrain})
     lines = [line for line in text.splitlines() if line.startswith("| ")]
-    assert lines[0] == "| method | acc | mIoU | things mIoU | stuff mIoU | s / epoch |"
-    assert lines[1].startswith("| No Train (ImageNet) / Prototype | 27.00 ± 0.00 | 13.00 ± 0.00 | n/a | n/a | n/a |")
+    assert lines[0] == "| method | acc | mIoU | things mIoU | stuff mIoU | epoch time (s) |"
+    assert lines[1] == "| No Train (ImageNet) | 27.00 ± 0.00 | 13.00 ± 0.00 | n/a | n/a | n/a |"
     # mean 32, sample std of (30, 34) = 2.83; time mean 61.0, std 1.4
-    assert lines[2] == "| PiCIE / Prototype | 32.00 ± 2.83 | 11.00 ± 1.41 | n/a | n/a | 61.0 ± 1.4 |"
+    assert lines[2] == "| PiCIE | 32.00 ± 2.83 | 11.00 ± 1.41 | n/a | n/a | 61.0 ± 1.4 |"
+    # labels are the method modules': a classifier other than the method's own is named
+    assert tables.row_label(["method=notrain", "model.classifier=linear"], "ImageNet") == "No Train / linear (ImageNet)"
+    assert tables.row_label(["method=mdc", "model.classifier=linear"], "") == "Modified DeepCluster"
     assert text.startswith("# Methods compared") and "over 2 seeds" in text

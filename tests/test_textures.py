@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from lib.data.textures import CLASSES, STUFF, THINGS, make_split
+from lib.data.textures import CLASSES, STUFF, THINGS, _thing_mask, make_split
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +21,7 @@ def test_shapes_and_dtypes():
     assert x.shape == (3, 32, 32, 3) and x.dtype == np.uint8
     assert y.shape == (3, 32, 32) and y.dtype == np.uint8
     assert y.max() < len(CLASSES)  # every pixel labelled, no ignore value
+    assert x.std() > 10 and len(np.unique(x.reshape(-1, 3), axis=0)) > 500  # photographic, not flat fills
 
 
 def test_deterministic_and_seed_dependent():
@@ -43,10 +44,25 @@ def test_all_classes_occur(split60):
     assert set(np.unique(y).tolist()) == set(range(len(CLASSES)))
 
 
-def test_stuff_fraction(split60):
+def test_each_image_has_two_or_three_stuff_regions_and_one_to_three_things(split60):
     _, y = split60
+    stuff = [len(np.unique(lab[lab < len(STUFF)])) for lab in y]
+    things = [len(np.unique(lab[lab >= len(STUFF)])) for lab in y]
+    assert set(stuff) <= {2, 3} and 3 in stuff and 2 in stuff  # 2-3 Voronoi cells, each its own class
+    assert set(things) <= {1, 2, 3} and min(things) == 1  # 1-3 pasted things (two may share a class)
     frac = (y < len(STUFF)).mean()
-    assert 0.5 < frac < 0.9
+    assert 0.7 < frac < 0.85  # things of 20-60 % of the side cover about a fifth of the pixels
+
+
+def test_things_have_the_shape_their_class_names():
+    """Things are told apart by shape alone: the fill of each mask's bounding box is the shape's."""
+    rng = np.random.default_rng(0)
+    fills = {kind: [_thing_mask(rng, kind, 61).mean() for _ in range(10)] for kind in THINGS}
+    assert all(abs(f - np.pi / 4) < 0.01 for f in fills["disc"])  # a disc fills pi/4 of its square
+    assert all(0.4 < f < 0.56 for f in fills["triangle"])  # a roughly equilateral triangle about half
+    assert all(0.25 < f < 0.4 for f in fills["star"])  # a five-pointed star with inner radius ~0.4 a third
+    assert all(0.25 < f < 0.45 for f in fills["horse"])  # skimage's horse silhouette
+    assert max(fills["star"]) < min(fills["triangle"]) and max(fills["triangle"]) < min(fills["disc"])
 
 
 def test_colour_does_not_identify_stuff_class(split60):

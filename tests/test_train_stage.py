@@ -1,23 +1,36 @@
-"""The train stage: resolved config printed, one-call resume after an interruption."""
-import numpy as np
+"""The train stage: resolved config printed, one-call resume after an interruption, and a resume only
+into the same run (the params and deps dvc.yaml lists for the stage)."""
+import copy
+import json
+
 import pytest
 import torch
+import yaml
 
 import stages.train as train_stage
+from lib.checkpoint import resume_key
+from lib.config import as_dict
+from lib.pipeline import stage_params
 from stages import prepare as prepare_stage
+from tests.conftest import ROOT
 
 TINY = {"data.train_size": 8, "data.val_size": 2, "data.res": 32, "model.dim": 8, "model.weights": "",
         "train.batch_size": 4, "train.epochs": 2, "cluster.images": 8, "cluster.max_points": 500,
-        "cluster.niter": 3}
+        "cluster.niter": 3, "iic.k_over": 4}
 
 
-def _interrupted_run(params, tmp_path, monkeypatch):
-    """Prepare a tiny dataset and start a 2-epoch training that is interrupted in its second epoch."""
-    _, ppath = params(**TINY)
-    data = tmp_path / "prepared"
-    prepare_stage.main(out=str(data), metrics=str(tmp_path / "prep.json"), params=str(ppath))
-    paths = dict(data=str(data), out=str(tmp_path / "model.pt"), metrics=str(tmp_path / "train.json"),
-                 live_dir=str(tmp_path / "live"), checkpoint=str(tmp_path / "ckpt.pt"), params=str(ppath))
+def _paths(tmp_path, ppath, dvc_yaml=ROOT / "dvc.yaml"):
+    return dict(data=str(tmp_path / "prepared"), out=str(tmp_path / "model.pt"),
+                metrics=str(tmp_path / "train.json"), live_dir=str(tmp_path / "live"),
+                checkpoint=str(tmp_path / "ckpt.pt"), params=str(ppath), dvc_yaml=str(dvc_yaml))
+
+
+def _interrupted_run(params, tmp_path, monkeypatch, dvc_yaml=ROOT / "dvc.yaml", **overrides):
+    """Prepare a tiny dataset and start a 2-epoch training that is interrupted in its second epoch,
+    after the checkpoint of epoch 1 is written."""
+    _, ppath = params(**{**TINY, **overrides})
+    prepare_stage.main(out=str(tmp_path / "prepared"), metrics=str(tmp_path / "prep.json"), params=str(ppath))
+    paths = _paths(tmp_path, ppath, dvc_yaml)
     real = train_stage.train_one_epoch
 
     def interrupted(*args, **kwargs):
@@ -28,42 +41,89 @@ def _interrupted_run(params, tmp_path, monkeypatch):
     monkeypatch.setattr(train_stage, "train_one_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train_stage.main(**paths)
+    assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["epoch"] == 1
     return paths, real
+
+
+def _rerun(paths, real, monkeypatch, capsys):
+    """Run the stage again with the real epoch; the epochs it ran and what it printed."""
+    capsys.readouterr()
+    seen = []
+    monkeypatch.setattr(train_stage, "train_one_epoch", lambda *a, **k: (seen.append(a[6]), real(*a, **k))[1])
+    train_stage.main(**paths)
+    return seen, capsys.readouterr().out
 
 
 def test_interrupted_training_resumes_after_the_last_finished_epoch(params, tmp_path, monkeypatch, capsys):
     paths, real = _interrupted_run(params, tmp_path, monkeypatch)
-    assert (tmp_path / "ckpt.pt").is_file() and not (tmp_path / "model.pt").exists()
+    assert not (tmp_path / "model.pt").exists()
     out = capsys.readouterr().out
-    assert "config:" in out and "lr:" in out  # the resolved config is printed first
-
-    seen = []
-    monkeypatch.setattr(train_stage, "train_one_epoch",
-                        lambda *a, **k: (seen.append(a[6]), real(*a, **k))[1])
-    train_stage.main(**paths)
+    assert "config:" in out and "lr: 0.0005" in out and "backend: faiss" in out  # the resolved config first
+    seen, out = _rerun(paths, real, monkeypatch, capsys)
     assert seen == [1]  # only the unfinished epoch ran
-    assert "resuming" in capsys.readouterr().out
+    assert "resuming" in out and "not resuming" not in out
     assert (tmp_path / "model.pt").is_file() and not (tmp_path / "ckpt.pt").exists()
     ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    assert json.loads((tmp_path / "train.json").read_text())["epochs"] == 2
+
+
+@pytest.mark.parametrize("change", [{"method": "mdc", "model.classifier": "prototype"}, {"method": "iic"},
+                                    {"iic.k_over": 6}, {"infoseg.tau": 0.5}])
+def test_a_checkpoint_of_another_method_is_not_resumed(params, tmp_path, monkeypatch, capsys, change):
+    """Interrupted PiCIE, then `method` (or an iic/infoseg param) changed: a fresh start, said in one line,
+    never PiCIE's weights under another objective or a state-dict crash."""
+    paths, real = _interrupted_run(params, tmp_path, monkeypatch)
+    _, ppath = params(**{**TINY, **change})
+    seen, out = _rerun({**paths, "params": str(ppath)}, real, monkeypatch, capsys)
+    assert seen == [0, 1], out
+    assert "not resuming" in out and "starting afresh" in out
+    assert json.loads((tmp_path / "train.json").read_text())["epochs"] == 2
 
 
 def test_a_checkpoint_of_other_code_is_not_resumed(params, tmp_path, monkeypatch, capsys):
-    paths, real = _interrupted_run(params, tmp_path, monkeypatch)
-    monkeypatch.setattr(train_stage, "train_one_epoch", real)
-    monkeypatch.setattr(train_stage, "code_digest", lambda: "edited-code")  # the code changed meanwhile
-    capsys.readouterr()
-    train_stage.main(**paths)
-    assert "resuming" not in capsys.readouterr().out
+    """The code the stage depends on (its deps in dvc.yaml) changed between the two runs."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "method.py").write_text("LOSS = 1\n")
+    pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    pipeline["stages"]["train"]["deps"] = ["code"]
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(pipeline))
+    paths, real = _interrupted_run(params, tmp_path, monkeypatch, tmp_path / "dvc.yaml")
+    (code / "method.py").write_text("LOSS = 2\n")  # edited meanwhile
+    seen, out = _rerun(paths, real, monkeypatch, capsys)
+    assert seen == [0, 1] and "not resuming" in out
 
 
-def test_a_checkpoint_of_other_params_is_not_resumed(params, tmp_path, monkeypatch, capsys):
-    _, ppath = params(**TINY)
-    data = tmp_path / "prepared"
-    prepare_stage.main(out=str(data), metrics=str(tmp_path / "prep.json"), params=str(ppath))
-    torch.save({"config": "something else", "epoch": 1}, tmp_path / "ckpt.pt")
-    _, ppath1 = params(**{**TINY, "train.epochs": 1})
-    train_stage.main(data=str(data), out=str(tmp_path / "model.pt"), metrics=str(tmp_path / "train.json"),
-                     live_dir=str(tmp_path / "live"), checkpoint=str(tmp_path / "ckpt.pt"), params=str(ppath1))
-    assert "resuming" not in capsys.readouterr().out
-    assert np.isfinite(__import__("json").loads((tmp_path / "train.json").read_text())["final_loss"])
+def test_the_resume_key_covers_every_param_the_train_stage_lists_in_dvc_yaml(params):
+    """Change any value under any `params:` entry of the train stage and the key changes; change a
+    param the stage does not list and it does not. The key reads the list from dvc.yaml, so a param
+    added there is covered without touching the code."""
+    listed = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["params"]
+    assert {"seed", "method", "iic", "infoseg", "data", "model", "train"} <= set(listed)
+    base = as_dict(params(**TINY)[0])
+    key = resume_key(base)
+
+    def leaves(node, prefix):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from leaves(v, f"{prefix}.{k}")
+        else:
+            yield prefix
+
+    changed = 0
+    for entry, value in stage_params(base, "train").items():
+        for leaf in leaves(value, entry):
+            other = copy.deepcopy(base)
+            *parents, last = leaf.split(".")
+            node = other
+            for part in parents:
+                node = node[part]
+            node[last] = f"{node[last]}-changed"
+            assert resume_key(other) != key, f"{leaf} is listed for the train stage but not in its resume key"
+            changed += 1
+    assert changed > 40  # every leaf of the listed sections, not just the section names
+    for unlisted in ("report", "probe", "dump"):
+        other = copy.deepcopy(base)
+        other[unlisted] = {k: f"{v}-changed" for k, v in other[unlisted].items()}
+        assert resume_key(other) == key, unlisted

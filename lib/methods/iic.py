@@ -1,18 +1,69 @@
-"""IIC for segmentation (Ji et al. 2019; FACTS.md section 3), as PiCIE compared it.
+"""IIC for segmentation (Ji et al., ICCV 2019; FACTS.md section 3), as PiCIE compared it.
 
 Heads on the shared pixel features: a main head of K clusters and an
-auxiliary over-clustering head (`k_over`, 45 in PiCIE's runs), each a 1x1
+auxiliary over-clustering head (`iic.k_over`, 45 in PiCIE's runs), each a 1x1
 convolution and a softmax over clusters. The objective is the mutual
 information between a pixel's assignment in view 1 and the assignments of it
-and its neighbours (`displacement`, at feature resolution) in view 2, after
-view 2 is mapped by the same geometric transform as view 1 (the views of
-lib/picie.forward_views). Both heads' MI are maximised, summed.
+and its neighbours (`iic.displacement`, at feature resolution) in view 2, after
+view 2 is mapped by the same geometric transform as view 1 (lib/views). Both
+heads' MI are maximised, summed. Scored by the main head's own argmax.
 """
 import time
 
+import torch
+import torch.nn as nn
+
 from lib.loop import now, run_batches, use_amp
 from lib.mi import iic_mutual_information
-from lib.picie import augment, forward_views
+from lib.models import describe as describe_network, feature_network, network_from_arch
+from lib.views import augment, forward_views
+
+LABEL = "IIC"
+CLASSIFIER = "argmax"
+PARAMS = {"k_over": int, "displacement": int}  # the `iic` section of params.yaml
+
+
+class ClusterHeads(nn.Module):
+    """Soft assignments (B, k, h, w) of the main head and, with k_over > 0, the auxiliary one."""
+
+    def __init__(self, dim, k, k_over=0):
+        super().__init__()
+        self.heads = nn.ModuleList([nn.Conv2d(dim, k, 1)] + ([nn.Conv2d(dim, k_over, 1)] if k_over else []))
+
+    def forward(self, z):
+        return [torch.softmax(h(z), 1) for h in self.heads]
+
+
+class AssignmentNet(nn.Module):
+    """A feature network plus cluster heads. forward gives the main head's probabilities (what is
+    dumped: scored by their argmax, and the space the report's nearest neighbours are searched in);
+    embed gives the features under the heads (the linear probe and re-training read those)."""
+
+    def __init__(self, net, k, k_over=0):
+        super().__init__()
+        self.net, self.heads = net, ClusterHeads(net.dim, k, k_over)
+        self.k, self.k_over = k, k_over
+        self.dim, self.out_channels, self.in_chans = net.dim, k, net.in_chans
+        self.backbone_name = net.backbone_name
+
+    def forward(self, x, normalize=True):
+        # the heads read the FPN output before L2 normalisation: on unit vectors a fresh head's logits are
+        # ~0.1, its assignments near uniform, where the MI and its gradient vanish (IIC never left it)
+        return self.heads(self.net(x, normalize=False))[0]
+
+    def embed(self, x, normalize=True):
+        return self.net(x, normalize=normalize)
+
+    def arch(self):
+        return {"kind": "iic", "net": self.net.arch(), "k": self.k, "k_over": self.k_over}
+
+
+def build(p, in_chans=3):
+    return AssignmentNet(feature_network(p, in_chans), p.cluster.k, p.iic.k_over)
+
+
+def from_arch(arch):
+    return AssignmentNet(network_from_arch(arch["net"]), arch["k"], arch["k_over"])
 
 
 def iic_loss(heads, z1, z2, displacement=1):
@@ -26,7 +77,7 @@ def iic_loss(heads, z1, z2, displacement=1):
 
 
 def train_one_epoch(model, images, optimizer, p, g, device, epoch):
-    """One IIC epoch: no clustering pass; the heads' MI between PiCIE's two views of each batch."""
+    """One IIC epoch: no clustering pass; the heads' MI between the two views of each batch."""
     t0 = time.perf_counter()
     amp = use_amp(p, device)
 
@@ -38,3 +89,9 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch):
         return iic_loss(model.heads, z1, z2, p.iic.displacement)
 
     return run_batches(model, images, p, g, device, epoch, step, [optimizer], t0)
+
+
+def describe(params):
+    return [describe_network(params),
+            f"- IIC: K `{params['cluster']['k']}`, auxiliary over-clustering head `{params['iic']['k_over']}`, "
+            f"displacement `{params['iic']['displacement']}`"]

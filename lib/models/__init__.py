@@ -1,19 +1,32 @@
+"""The pixel-feature networks the methods share: a backbone + FPN (lib/models/fpn), or raw colour.
+
+A method with a network of its own (IIC's heads, InfoSeg's network) defines
+it in its module (lib/methods/) and rebuilds it from its `arch()` there.
+"""
 from lib.models.fpn import RawRGB, SegmentationNet, build_model
-from lib.models.heads import AssignmentNet
-from lib.models.infoseg import InfoSegNet
 
-__all__ = ["SegmentationNet", "build_model", "build_from_arch", "AssignmentNet", "InfoSegNet"]
+__all__ = ["SegmentationNet", "RawRGB", "build_model", "feature_network", "network_from_arch", "describe"]
+
+SHARED_KINDS = ("fpn", "rgb")
 
 
-def build_from_arch(arch):
-    """Rebuild a network (random weights) from the `arch()` dict saved with it."""
-    kind = arch["kind"]
-    if kind == "fpn":
+def feature_network(p, in_chans=3, weights=None):
+    """The backbone + FPN network of params p (model.*); `weights` overrides model.weights."""
+    return build_model(p.model.backbone, p.model.weights if weights is None else weights, p.model.dim,
+                       p.model.levels, in_chans)
+
+
+def network_from_arch(arch):
+    """Rebuild a shared network (random weights) from the `arch()` dict saved with it."""
+    if arch["kind"] == "fpn":
         return SegmentationNet(arch["backbone"], "", arch["dim"], arch["levels"], arch["in_chans"])
-    if kind == "rgb":
+    if arch["kind"] == "rgb":
         return RawRGB(arch["in_chans"])
-    if kind == "assign":
-        return AssignmentNet(build_from_arch(arch["net"]), arch["k"], arch["k_over"])
-    if kind == "infoseg":
-        return InfoSegNet(arch["k"], arch["dim"], arch["width"], arch["in_chans"], arch["tau"])
-    raise ValueError(f"unknown network kind {kind!r}")
+    raise ValueError(f"network kind {arch['kind']!r} is not one of {', '.join(SHARED_KINDS)}")
+
+
+def describe(params):
+    """The report's line on the feature network of params (a dict)."""
+    m = params["model"]
+    return (f"- model: `{m['backbone']}` + FPN (dim {m['dim']}), weights `{m['weights'] or 'random'}`, "
+            f"classifier `{m['classifier']}`")

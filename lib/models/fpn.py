@@ -46,15 +46,14 @@ class SegmentationNet(nn.Module):
     def __init__(self, backbone="efficientnet_lite0", weights="imagenet", dim=128, levels=4, in_chans=3):
         super().__init__()
         self.backbone_name = backbone
+        # dim: channels of the pixel embedding (embed); out_channels: of what forward gives (the same here)
         self.dim, self.levels, self.in_chans = dim, levels, in_chans
-        self.embed_dim = dim
+        self.out_channels = dim
         self.backbone = BACKBONES[backbone](weights, in_chans, levels)
         self.fpn = FPN(self.backbone.channels[:levels], dim)
         mean, std = _channel_stats(in_chans)
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
-
-    scoring = "kmeans"  # evaluated by k-means on these features
 
     def arch(self):
         return {"kind": "fpn", "backbone": self.backbone_name, "dim": self.dim, "levels": self.levels,
@@ -77,9 +76,7 @@ class RawRGB(nn.Module):
 
     def __init__(self, in_chans=3):
         super().__init__()
-        self.dim = self.in_chans = self.embed_dim = in_chans
-
-    scoring = "kmeans"
+        self.dim = self.in_chans = self.out_channels = in_chans
 
     def arch(self):
         return {"kind": "rgb", "in_chans": self.in_chans}

@@ -1,0 +1,72 @@
+"""The method registry: one module per method, asked by name; nothing else dispatches on the name."""
+import ast
+
+import pytest
+import torch
+
+from lib import methods
+from lib.checkpoint import load_model, save_model
+from lib.config import CLASSIFIERS, as_dict
+from tests.conftest import ROOT
+
+TINY = {"data.res": 32, "model.dim": 8, "model.weights": "", "model.levels": 2, "infoseg.dim": 16,
+        "infoseg.width": 8, "iic.k_over": 5}
+
+
+@pytest.mark.parametrize("name", methods.NAMES)
+def test_each_method_module_declares_what_the_registry_asks(params, tmp_path, name):
+    method = methods.get(name)
+    assert isinstance(method.LABEL, str) and method.LABEL and method.CLASSIFIER in CLASSIFIERS
+    p, _ = params(method=name, **TINY)
+    assert p.model.classifier == method.CLASSIFIER  # auto is the module's
+    lines = method.describe(as_dict(p))
+    assert lines and all(line.startswith("- ") for line in lines)
+    assert methods.epochs(p) == (p.train.epochs if hasattr(method, "train_one_epoch") else 0)
+    # the network it trains survives its model file: same arch, same outputs
+    torch.manual_seed(0)
+    net = methods.build(p).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        out, emb = net(x), net.embed(x)
+    assert out.shape == (2, net.out_channels, 8, 8) and emb.shape == (2, net.dim, 8, 8)
+    assert net.out_channels == (p.cluster.k if method.CLASSIFIER == "argmax" else p.model.dim)
+    save_model(net, tmp_path / "m.pt", as_dict(p))
+    again, saved = load_model(tmp_path / "m.pt")
+    assert saved["method"] == name and type(again) is type(net)
+    with torch.no_grad():
+        assert torch.equal(again(x), out) and torch.equal(again.embed(x), emb)
+
+
+def test_an_unknown_method_or_network_kind_is_refused(tmp_path):
+    from lib.errors import ParamsError, WeightsError
+
+    with pytest.raises(ParamsError, match="'method' is 'stego'; expected one of picie, mdc, iic, infoseg, notrain"):
+        methods.get("stego")
+    torch.save({"state_dict": {}, "arch": '{"kind": "assign"}', "params": "{}"}, tmp_path / "old.pt")
+    with pytest.raises(WeightsError, match="not a model file of this version of the code"):
+        load_model(tmp_path / "old.pt")
+
+
+def test_labels_name_the_classifier_only_when_it_is_not_the_methods_own():
+    assert methods.label("picie") == "PiCIE" and methods.label("picie", "prototype") == "PiCIE"
+    assert methods.label("notrain", "linear") == "No Train / linear"
+    assert methods.label("mdc", "auto") == "Modified DeepCluster"
+
+
+# string literals equal to a method's name that are not a method: Cityscapes' `data.split: picie`, the paper's split
+NOT_A_METHOD = {"lib/config.py": {"picie"}, "lib/data/cityscapes.py": {"picie"}}
+
+
+def test_no_code_outside_a_methods_module_and_the_registry_names_a_method():
+    """Config validation, the report, the stages and the bench tables ask the registry; a `== "iic"`
+    anywhere else is a dispatch on the name that adding a method would have to find."""
+    found = []
+    for path in sorted((ROOT / "lib").rglob("*.py")) + sorted((ROOT / "stages").glob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("lib/methods/"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in methods.NAMES \
+                    and node.value not in NOT_A_METHOD.get(rel, ()):
+                found.append(f"{rel}:{node.lineno} {node.value!r}")
+    assert not found, found
