@@ -29,6 +29,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lib import methods  # noqa: E402
+from lib.pipeline import cmd_option  # noqa: E402
 
 # name -> (-S settings, what sets the row apart); labels come from the methods' modules (lib.methods.label)
 METHOD_ROWS = {  # in the order of PiCIE's Table 1
@@ -116,7 +117,7 @@ def main(table: str = typer.Option("methods", help="methods | ablations"),
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(text)
-    if Path("reports/report.md").is_file():  # the report embeds the table
+    if Path(cmd_option("report", "out")).is_file():  # the report embeds the table
         subprocess.run([sys.executable, "-m", "dvc", "repro", "--single-item", "--force", "report"], check=False)
 
 
