@@ -5,7 +5,8 @@
 The first epoch carries one-time costs (thread pools, allocator warm-up);
 the second shows the steady state.
 
-Prints the seconds spent inside the training passes (forward + loss +
+Also the cost of the learning curves' pass after each epoch (lib/curves), as a
+share of the epoch. Prints the seconds spent inside the training passes (forward + loss +
 backward + optimiser step) and outside them (the clustering pass's forward,
 k-means, reading batches, augmentations), the ratio outside / inside, and the
 k-means memory bound. The authors' code spends ~60 of every 80 minutes of a
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.cli import pick_device, seed_everything  # noqa: E402
 from lib.config import load_params  # noqa: E402
 from lib.data import Prepared, prepare  # noqa: E402
+from lib.curves import epoch_scores  # noqa: E402
 from lib.methods import build, train_one_epoch  # noqa: E402
 
 
@@ -35,7 +37,7 @@ def main(params: str = "params.yaml", data: str = "data/prepared", epochs: int =
         print(f"no {data}: preparing {p.data.name} into {data}")
         prepare(p, data)
     prepared = Prepared(data)
-    images = prepared.images("train")
+    images, labels = prepared.images("train"), prepared.labels("val")
     g = seed_everything(p.seed)
     model = build(p, prepared.channels).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=p.train.lr)
@@ -56,6 +58,12 @@ def main(params: str = "params.yaml", data: str = "data/prepared", epochs: int =
         other = outside - times["cluster"] - times["data"] - times["augment"] - times["label"]
         print(f"           other                            {other:8.2f} s")
         print(f"  outside / inside ratio: {times['outside_ratio']:.3f}  (target <= 0.30)")
+        if labels is not None and prepared.classes:  # the learning curves' pass after the epoch (curves.*)
+            t = time.perf_counter()
+            scores = epoch_scores(model, images, prepared.images("val"), labels, prepared, p, device)
+            spent = time.perf_counter() - t
+            print(f"  learning curves after the epoch: {spent:.2f} s = {100 * spent / times['epoch_time_s']:.1f} % "
+                  f"of the epoch (target <= 15 %); validation acc {scores['acc']:.2f} mIoU {scores['miou']:.2f}")
     mem = 2 * p.cluster.max_points * p.model.dim * 4 / 2**20
     print(f"k-means input bounded by cluster.max_points: 2 views x {p.cluster.max_points} x {p.model.dim} "
           f"float32 = {mem:.0f} MiB, whatever the dataset size")

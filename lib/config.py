@@ -14,27 +14,35 @@ from lib.errors import ParamsError
 
 BACKBONES = ("efficientnet_lite0", "resnet18", "rgb")
 
-# Each dataset's protocol (FACTS.md, section 1), used where params say `auto`:
+# Each dataset's protocol (FACTS.md, sections 1 and 2), used where params say `auto`:
 # res = evaluation side and side of the views the network sees; train_res =
 # side of the stored training images the views are cropped from, as a multiple
-# of res; k = classes (folder: the lines of its classes.txt).
+# of res; k = classes (folder: the lines of its classes.txt); then the training
+# schedule: train.lr, train.epochs, train.batch_size and cluster.images (the
+# images clustered each epoch). PiCIE's authors published COCO-Stuff-27's (lr
+# 1e-4) and Cityscapes' (lr 1e-3): 10 epochs, batches of 128, k-means on the
+# first 20 batches of 256 images (5,120). The other real sets take COCO's,
+# for want of published values; the embedded set and folders take the values
+# chosen on the embedded data. A method's own values (its module's TRAIN,
+# e.g. InfoSeg's paper lr and batch) come before the protocol's.
+EMBEDDED = dict(lr=5e-4, epochs=6, batch_size=32, cluster_images=160)
+AUTHORS_COCO = dict(lr=1e-4, epochs=10, batch_size=128, cluster_images=5120)
 PROTOCOLS = {
-    "textures": dict(res=128, train_scale=1, k=8),
-    "folder": dict(res=128, train_scale=1, k=None),
-    "cocostuff27": dict(res=320, train_scale=2, k=27),  # PiCIE: 640 px crops, views at 320
-    "cocostuff15": dict(res=128, train_scale=1.25, k=15),  # IIC: 0.33 x image, 128 px crops of it
-    "cocostuff3": dict(res=128, train_scale=1.25, k=3),
-    "cityscapes27": dict(res=320, train_scale=2, k=27),
-    "cocopersons": dict(res=128, train_scale=1, k=2),  # InfoSeg: 128 x 128
-    "potsdam": dict(res=200, train_scale=1, k=6),  # IIC: 400 px crops halved to 200
-    "potsdam3": dict(res=200, train_scale=1, k=3),
+    "textures": dict(res=128, train_scale=1, k=8, **EMBEDDED),
+    "folder": dict(res=128, train_scale=1, k=None, **EMBEDDED),
+    "cocostuff27": dict(res=320, train_scale=2, k=27, **AUTHORS_COCO),  # PiCIE: 640 px crops, views at 320
+    "cocostuff15": dict(res=128, train_scale=1.25, k=15, **AUTHORS_COCO),  # IIC: 0.33 x image, 128 px crops
+    "cocostuff3": dict(res=128, train_scale=1.25, k=3, **AUTHORS_COCO),
+    "cityscapes27": dict(res=320, train_scale=2, k=27, **{**AUTHORS_COCO, "lr": 1e-3}),
+    "cocopersons": dict(res=128, train_scale=1, k=2, **AUTHORS_COCO),  # InfoSeg: 128 x 128
+    "potsdam": dict(res=200, train_scale=1, k=6, **AUTHORS_COCO),  # IIC: 400 px crops halved to 200
+    "potsdam3": dict(res=200, train_scale=1, k=3, **AUTHORS_COCO),
 }
 DATASETS = tuple(PROTOCOLS)
 AUTO = "auto"
-
-# train.lr / train.batch_size: `auto` takes the method's own (its module's TRAIN, e.g. InfoSeg's paper
-# values) or these, tuned for the embedded dataset
-TRAIN_DEFAULTS = dict(lr=5e-4, batch_size=32)
+# params that `auto` resolves from the protocol (or the method): key -> the protocol's name for it
+SCHEDULE = {"train.lr": "lr", "train.epochs": "epochs", "train.batch_size": "batch_size",
+            "cluster.images": "cluster_images"}
 CLASSIFIERS = ("prototype", "linear", "argmax")
 
 # key -> a type (or tuple of types) or a tuple of allowed string values. A method's own section
@@ -70,18 +78,21 @@ SCHEMA = {
     "cluster.k": (AUTO, int),
     "cluster.k_over": int,
     "cluster.single": bool,
-    "cluster.images": int,
+    "cluster.images": (AUTO, int),
     "cluster.max_points": int,
     "cluster.niter": int,
     "cluster.labels": ("snapshot", "online"),
     "cluster.linear_epochs": int,
     "cluster.linear_lr": float,
     "cluster.backend": ("faiss", "torch"),
-    "train.epochs": int,
+    "train.epochs": (AUTO, int),
     "train.batch_size": (AUTO, int),
     "train.lr": (AUTO, float),
     "train.device": ("auto", "cpu", "cuda"),
     "train.amp": bool,
+    "curves.every": int,
+    "curves.images": int,
+    "curves.max_points": int,
     "dump.train_points": int,
     "probe.epochs": int,
     "probe.lr": float,
@@ -96,7 +107,8 @@ SCHEMA = {
 
 POSITIVE = {"data.res", "data.train_res", "data.min_side", "model.dim", "cluster.k", "cluster.niter", "cluster.max_points",
             "train.batch_size", "dump.train_points", "data.train_size", "data.val_size", "probe.lr", "retrain.lr",
-            "train.lr", "cluster.linear_epochs", "cluster.linear_lr", "report.neighbours"}
+            "train.lr", "cluster.linear_epochs", "cluster.linear_lr", "report.neighbours",
+            "curves.images", "curves.max_points"}
 
 
 def schema():
@@ -171,6 +183,9 @@ def validate(raw, source="params.yaml"):
         raise ParamsError(f"{source}: 'data.workers' must be 0 (all cores) or a process count, got {flat['data.workers']}")
     if not 0.0 < flat["aug.crop_scale"] <= 1.0:
         raise ParamsError(f"{source}: 'aug.crop_scale' must be in (0, 1], got {flat['aug.crop_scale']}")
+    for key in ("train.epochs", "cluster.images", "curves.every"):
+        if flat[key] < 0:
+            raise ParamsError(f"{source}: '{key}' must be 0 or more, got {flat[key]}")
     if flat["cluster.k_over"] < 0:
         raise ParamsError(f"{source}: 'cluster.k_over' must be 0 (off) or a cluster count, got {flat['cluster.k_over']}")
     if flat["model.backbone"] == "rgb" and flat["train.epochs"] != 0 and methods.trains(flat["method"]):
@@ -191,9 +206,9 @@ def _resolve_auto(flat, source):
     if flat["data.train_res"] == AUTO:
         flat["data.train_res"] = round(proto["train_scale"] * flat["data.res"])
     method = methods.get(flat["method"])
-    for key in ("lr", "batch_size"):
-        if flat[f"train.{key}"] == AUTO:
-            flat[f"train.{key}"] = {**TRAIN_DEFAULTS, **getattr(method, "TRAIN", {})}[key]
+    for key, name in SCHEDULE.items():
+        if flat[key] == AUTO:
+            flat[key] = getattr(method, "TRAIN", {}).get(name, proto[name])
     own = method.CLASSIFIER  # what the method is scored by: its module says
     if flat["model.classifier"] == AUTO:
         flat["model.classifier"] = own

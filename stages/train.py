@@ -15,6 +15,7 @@ import typer
 import yaml
 from dvclive import Live
 
+from lib import curves
 from lib.checkpoint import resume_key, save, save_model
 from lib.cli import pick_device, seed_everything, user_errors
 from lib.config import as_dict, load_params
@@ -37,6 +38,10 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
     g = seed_everything(p.seed)
     prepared = Prepared(data)
     images = prepared.images("train")
+    val_images, val_labels = prepared.images("val"), prepared.labels("val")
+    scored = val_labels is not None and len(prepared.classes) > 0 and p.curves.every > 0
+    if p.curves.every > 0 and not scored:
+        print("learning curves off: the validation split has no labels", flush=True)
     if images.shape[1] != p.data.train_res:
         raise DataError(f"{data}: training images are {images.shape[1]} px but data.train_res is "
                         f"{p.data.train_res}; re-run the prepare stage (dvc repro)")
@@ -65,18 +70,27 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
     with Live(live_dir, dvcyaml=None, save_dvc_exp=False, resume=start > 0) as live:
         for epoch in range(start, n_epochs):
             stats, times = train_one_epoch(model, images, optimizer, p, g, device, epoch)
-            history.append({"stats": stats, "times": times})
+            scores = {}
+            if scored and curves.due(p, epoch):
+                t = time.perf_counter()
+                scores = curves.epoch_scores(model, images, val_images, val_labels, prepared, p, device)
+                times["curves_s"] = time.perf_counter() - t
+            history.append({"stats": stats, "times": times, "scores": scores})
             for name, v in stats.items():
                 live.log_metric(f"train/{name}", v)
+            for name, v in scores.items():
+                live.log_metric(f"eval/{name}", v)
             live.log_metric("time/epoch_time_s", times["epoch_time_s"])
             live.log_metric("time/outside_ratio", times["outside_ratio"])
             live.next_step()
             save({"config": key, "epoch": epoch + 1, "model": model.state_dict(),
                   "optimizer": optimizer.state_dict(), "generator": g.get_state(),
                   "history": json.dumps(history)}, ckpt_path)
+            curve = (f"; validation acc {scores['acc']:.2f} mIoU {scores['miou']:.2f} "
+                     f"({times['curves_s']:.1f}s)") if scores else ""
             print(f"epoch {epoch + 1}/{n_epochs} loss {stats['loss']:.4f} ({times['epoch_time_s']:.1f}s, "
                   f"cluster {times['cluster']:.1f}s, train {times['train']:.1f}s, "
-                  f"outside/inside {times['outside_ratio']:.2f})", flush=True)
+                  f"outside/inside {times['outside_ratio']:.2f}){curve}", flush=True)
 
     save_model(model, out, pd)
     summary = {"epochs": n_epochs}
@@ -84,6 +98,10 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
         summary.update({"final_loss": round(history[-1]["stats"]["loss"], 5),
                         "epoch_time_s": round(sum(h["times"]["epoch_time_s"] for h in history) / len(history), 2),
                         "outside_ratio": round(sum(h["times"]["outside_ratio"] for h in history) / len(history), 4)})
+        scored_epochs = [h for h in history if h["scores"]]
+        if scored_epochs:  # the curves' cost, against the epochs they follow
+            summary["curves_overhead"] = round(sum(h["times"]["curves_s"] for h in scored_epochs)
+                                               / sum(h["times"]["epoch_time_s"] for h in scored_epochs), 4)
     write_json(metrics, summary)
     ckpt_path.unlink(missing_ok=True)
     print(f"saved {out}")

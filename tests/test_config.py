@@ -27,7 +27,7 @@ def test_auto_train_and_classifier_values_come_from_the_method_module(params, me
     ("train.lr", "fast", "'train.lr' must be a number or 'auto', got 'fast'"),
     ("probe.lr", "fast", "'probe.lr' must be float, got 'fast'"),
     ("method", "stego", "'method' is 'stego'; expected one of picie, mdc, iic, infoseg, notrain"),
-    ("train.epochs", 2.5, "'train.epochs' must be int"),
+    ("train.epochs", 2.5, "'train.epochs' must be an int or 'auto', got 2.5"),
     ("loss.cross", "no", "'loss.cross' must be bool"),
     ("data.name", "imagenet", "'data.name' is 'imagenet'; expected one of textures, folder"),
     ("loss.equivariance", "l2", "'loss.equivariance' is 'l2'; expected one of cluster, mse"),
@@ -38,6 +38,10 @@ def test_auto_train_and_classifier_values_come_from_the_method_module(params, me
     ("data.split", "stego", "'data.split' is 'stego'; expected one of picie, standard"),
     ("data.stuff_fraction", 75, "'data.stuff_fraction' must be a fraction in [0, 1], got 75"),
     ("cluster.k", 0, "'cluster.k' must be positive"),
+    ("train.epochs", -1, "'train.epochs' must be 0 or more, got -1"),
+    ("cluster.images", -5, "'cluster.images' must be 0 or more, got -5"),
+    ("curves.every", -1, "'curves.every' must be 0 or more, got -1"),
+    ("train.epochs", "many", "'train.epochs' must be an int or 'auto', got 'many'"),
     ("cluster.backend", "sklearn", "'cluster.backend' is 'sklearn'; expected one of faiss, torch"),
     ("report.neighbours", 0, "'report.neighbours' must be positive"),
     ("infoseg.dim", 0, "'infoseg.dim' must be positive"),  # the method module's POSITIVE
@@ -61,6 +65,21 @@ def test_auto_takes_the_protocol_of_the_dataset(params, name, res, train_res, k)
     assert (p.data.res, p.data.train_res, p.cluster.k) == (res, train_res, k)
     p, _ = params(**{"data.name": name, "data.root": "/data/x", "data.res": 64, "cluster.k": 5})
     assert (p.data.res, p.data.train_res, p.cluster.k) == (64, round(64 * train_res / res), 5)
+
+
+@pytest.mark.parametrize("name, lr, epochs, batch_size, images", [
+    ("textures", 5e-4, 6, 32, 160), ("cocostuff27", 1e-4, 10, 128, 5120), ("cityscapes27", 1e-3, 10, 128, 5120),
+    ("potsdam", 1e-4, 10, 128, 5120),
+])
+def test_auto_schedule_is_the_protocols_unless_the_method_has_its_own(params, name, lr, epochs, batch_size, images):
+    """`-S data.name=cocostuff27 -S data.root=...` alone gives the authors' COCO schedule."""
+    root = {} if name == "textures" else {"data.root": "/data/x"}
+    p, _ = params(**{"data.name": name, **root})
+    assert (p.train.lr, p.train.epochs, p.train.batch_size, p.cluster.images) == (lr, epochs, batch_size, images)
+    p, _ = params(method="infoseg", **{"data.name": name, **root})  # InfoSeg's paper: lr 1e-4, batch 64
+    assert (p.train.lr, p.train.epochs, p.train.batch_size, p.cluster.images) == (1e-4, epochs, 64, images)
+    p, _ = params(**{"data.name": name, **root, "train.epochs": 2, "cluster.images": 0})  # explicit values win
+    assert (p.train.epochs, p.cluster.images) == (2, 0)
 
 
 def test_real_datasets_and_folders_need_a_root_and_rgb_needs_no_training(params):

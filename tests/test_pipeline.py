@@ -119,8 +119,15 @@ def test_repro_then_ablation_then_metrics_diff(tmp_path):
     train_diff = json.loads((repo / "metrics/train.json").read_text())
     assert "cross" not in (repo / "reports/train/metrics.json").read_text()
     assert train_diff["epochs"] == 1
-    shown = _run(dvc + ["exp", "show", "--json"], repo, env)
-    assert "loss.cross" in shown or '"cross": false' in shown
+    shown = json.loads(_run(dvc + ["exp", "show", "--json"], repo, env))
+    assert '"cross": false' in json.dumps(shown)
+    # the learning curves of the two runs, side by side (one validation score per epoch)
+    plots = subprocess.run(dvc + ["plots", "diff", "--json", "HEAD"], cwd=repo, env=env, capture_output=True,
+                           text=True, check=True).stdout
+    curves = [v for name, v in json.loads(plots)["data"].items() if name.startswith("Validation scores")]
+    values = curves[0][0]["content"]["data"]["values"]
+    assert {(v["rev"], v["filename::field"]) for v in values} == {
+        (rev, f"{m}.tsv::{m}") for rev in ("HEAD", "workspace") for m in ("acc", "miou")}
 
 
 def test_folder_of_unlabelled_images_runs_end_to_end(tmp_path):
