@@ -7,6 +7,7 @@ of an experiment) reads them here instead of restating them.
 import hashlib
 import json
 import shlex
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -83,6 +84,15 @@ def deps_digest(name, dvc_yaml=DVC_YAML, whole_bytes=64 << 10):
             if 0 <= size <= whole_bytes or (size > 0 and f.suffix == ".py"):
                 h.update(f.read_bytes())
     return h.hexdigest()[:16]
+
+
+def git_rev(short=False):
+    """The commit the workspace is at ('unknown' outside a git repository): provenance of results."""
+    args = ["git", "rev-parse"] + (["--short"] if short else []) + ["HEAD"]
+    try:
+        return subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def params_digest(params):

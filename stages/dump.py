@@ -9,7 +9,6 @@ a bounded sample is all that k-means needs. Provenance is in the attributes.
 """
 import datetime
 import json
-import subprocess
 
 import h5py
 import numpy as np
@@ -22,13 +21,7 @@ from lib.data import Prepared
 from lib.features import gather_pixel_features, iter_features, sample_pixel_index
 from lib.io import atomic_path
 from lib.models.fpn import STRIDE
-
-
-def _git_rev():
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except Exception:
-        return "unknown"
+from lib.pipeline import git_rev
 
 REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml")
 
@@ -45,7 +38,7 @@ def main(data: str = REQUIRED, model_path: str = REQUIRED, out: str = REQUIRED,
         f.attrs.update({"model": model_path, "model_md5": file_digest(model_path), "backbone": model.backbone_name,
                         "method": p.method, "classifier": p.model.classifier,
                         "channels": model.out_channels, "stride": STRIDE, "res": p.data.res, "dataset": prepared.meta["name"],
-                        "params": json.dumps(as_dict(p)), "git_rev": _git_rev(),
+                        "params": json.dumps(as_dict(p)), "git_rev": git_rev(),
                         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
         val = prepared.images("val")
         c = model.out_channels  # features, or a network's own assignments (IIC, InfoSeg)

@@ -205,3 +205,21 @@ def test_every_method_runs_end_to_end_as_an_experiment(tmp_path):
         assert ("linear classifier fitted" in report) == (scored_by == "linear")
         clf = np.load(repo / "models/classifier.npy")  # [W | b]; the identity for the argmax methods
         assert clf.shape[0] == 8 and (scored_by != "argmax" or np.array_equal(clf, np.eye(8, 9)))
+
+
+def test_the_study_runs_each_configuration_as_a_temporary_experiment(tmp_path):
+    """`python -m stages.study`: real DVC experiments (--temp, the workspace untouched), each run recorded."""
+    repo, env = _project(tmp_path)
+    params_before = (repo / "params.yaml").read_text()
+    _run([sys.executable, "-m", "stages.study", "--seeds", "0", "--only", "defaults,method=notrain"], repo, env)
+    runs = [json.loads(line) for line in (repo / "reports/study/runs.jsonl").read_text().splitlines()]
+    assert [(r["config"], r["method"]) for r in runs] == [("defaults", "picie"), ("method=notrain", "notrain")]
+    for r in runs:
+        assert set(r["metrics"]) == {"train", "eval", "probe"}  # the stages up to evaluate and probe
+        assert 0 < r["metrics"]["eval"]["acc"] <= 100 and r["metrics"]["probe"]["labelled"] == 1
+    assert runs[0]["metrics"]["train"]["epochs"] == 1 and runs[1]["metrics"]["train"]["epochs"] == 0
+    assert runs[0]["metrics"]["eval"] != runs[1]["metrics"]["eval"]  # each run's own, not the workspace's
+    assert (repo / "params.yaml").read_text() == params_before and not (repo / "metrics/eval.json").exists()
+    fidelity = (repo / "reports/fidelity.md").read_text()
+    assert "| 1 | PiCIE beats no training (`defaults` vs `method=notrain`) | eval.acc | +21.83 |" in fidelity
+    assert "n/a (fewer than 2 paired seeds)" in fidelity

@@ -1,5 +1,4 @@
 """Linear probe (Table 7), re-training (Table 8), seed statistics."""
-import importlib.util
 import math
 from pathlib import Path
 
@@ -105,22 +104,3 @@ def test_a_targeted_seed_run_keeps_only_the_metrics_its_stages_wrote():
     assert stems_made_up_to("report") == {"train", "eval", "probe", "retrain"}
     with pytest.raises(ParamsError, match="no such stage"):
         stems_made_up_to("evalute")
-
-
-def test_results_table_rows_in_table_order_with_mean_std_and_missing_cells():
-    spec = importlib.util.spec_from_file_location("tables", ROOT / "bench" / "tables.py")
-    tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tables)
-    picie = flat(aggregate([{"eval": {"acc": 30.0, "miou": 10.0}, "train": {"epoch_time_s": 60.0}},
-                            {"eval": {"acc": 34.0, "miou": 12.0}, "train": {"epoch_time_s": 62.0}}]))
-    notrain = flat(aggregate([{"eval": {"acc": 27.0, "miou": 13.0}, "train": {}}] * 2))
-    text = tables.render("methods", {"picie": picie, "notrain": notrain})
-    lines = [line for line in text.splitlines() if line.startswith("| ")]
-    assert lines[0] == "| method | acc | mIoU | things mIoU | stuff mIoU | epoch time (s) |"
-    assert lines[1] == "| No Train (ImageNet) | 27.00 ± 0.00 | 13.00 ± 0.00 | n/a | n/a | n/a |"
-    # mean 32, sample std of (30, 34) = 2.83; time mean 61.0, std 1.4
-    assert lines[2] == "| PiCIE | 32.00 ± 2.83 | 11.00 ± 1.41 | n/a | n/a | 61.0 ± 1.4 |"
-    # labels are the method modules': a classifier other than the method's own is named
-    assert tables.row_label(["method=notrain", "model.classifier=linear"], "ImageNet") == "No Train / linear (ImageNet)"
-    assert tables.row_label(["method=mdc", "model.classifier=linear"], "") == "Modified DeepCluster"
-    assert text.startswith("# Methods compared") and "over 2 seeds" in text

@@ -1,0 +1,179 @@
+"""The fidelity study: does this implementation show the PiCIE paper's effects (Tables 1, 5, 6, 7)?
+
+Each claim compares two configurations (params.yaml plus `-S` settings) run
+with the same seeds on the same data; the effect is the paired difference
+(better minus worse, seed by seed), reported as its mean and a 95 %
+Student-t interval. A claim reproduces when the interval excludes 0 in the
+paper's direction.
+
+Every finished run is one line of a JSON Lines results file (config,
+settings, seed, data seed, the resolved params' digest, commit, metrics),
+committed with the project: it, not DVC's local experiment refs, is the
+record, so a study can stop and go on later on another machine; runs
+already in it are skipped. `python -m stages.study` is the command.
+"""
+import json
+import math
+from pathlib import Path
+
+from scipy import stats
+
+from lib import methods
+from lib.seeds import aggregate, dvc, experiment_metrics, metric_files, stems_made_up_to
+
+# A configuration is named by its -S settings on top of params.yaml (whose defaults are PiCIE's)
+DEFAULT = "defaults"
+NOTRAIN, MDC, IIC = "method=notrain", "method=mdc", "method=iic"
+SINGLE = "cluster.single=true"
+CONFIGS = {name: [] if name == DEFAULT else name.split() for name in (
+    DEFAULT, NOTRAIN, MDC, IIC, "aug.photometric=false", "aug.geometric=false", "model.classifier=linear",
+    "cluster.k_over=32", SINGLE, "cluster.single=true loss.cross=false", "loss.balance=false",
+    "loss.equivariance=mse")}
+SCORES = ("eval.acc", "eval.miou")
+PROBE = ("probe.acc", "probe.miou")
+# (paper table, claim, better config, worse config, metrics, the paper's (better, worse) (acc, mIoU))
+CLAIMS = (
+    ("1", "PiCIE beats no training", DEFAULT, NOTRAIN, SCORES, ((48.09, 13.84), (26.26, 8.41))),
+    ("1", "PiCIE beats Modified DeepCluster", DEFAULT, MDC, SCORES, ((48.09, 13.84), (32.21, 9.79))),
+    ("1", "PiCIE beats IIC", DEFAULT, IIC, SCORES, ((48.09, 13.84), (21.79, 6.71))),
+    ("5", "photometric invariance helps", DEFAULT, "aug.photometric=false", SCORES,
+     ((48.09, 13.84), (46.97, 12.04))),
+    ("5", "geometric equivariance helps", DEFAULT, "aug.geometric=false", SCORES, ((48.09, 13.84), (42.55, 9.84))),
+    ("5", "the non-parametric classifier beats a linear head", DEFAULT, "model.classifier=linear", SCORES, None),
+    ("5", "overclustering (+H) helps", "cluster.k_over=32", DEFAULT, SCORES, ((49.99, 14.36), (48.09, 13.84))),
+    # Table 6's "no inv." row is on top of "single" (single 44.31 / 11.71, single + no inv. 41.70 / 9.92)
+    ("6", "the cross-view loss helps", SINGLE, "cluster.single=true loss.cross=false", SCORES,
+     ((44.31, 11.71), (41.70, 9.92))),
+    ("6", "cluster balance helps", DEFAULT, "loss.balance=false", SCORES, ((48.09, 13.84), (40.56, 11.46))),
+    ("6", "the cross-view clustering loss beats MSE equivariance", DEFAULT, "loss.equivariance=mse", SCORES,
+     ((48.09, 13.84), (44.15, 10.98))),
+    ("6", "a clustering per view beats a single one", DEFAULT, SINGLE, SCORES, ((48.09, 13.84), (44.31, 11.71))),
+    ("7", "PiCIE's features probe better than the untrained network's", DEFAULT, NOTRAIN, PROBE, None),
+    ("7", "PiCIE's features probe better than Modified DeepCluster's", DEFAULT, MDC, PROBE,
+     ((54.16, 13.89), (48.61, 13.30))),
+    ("7", "PiCIE's features probe better than IIC's", DEFAULT, IIC, PROBE, ((54.16, 13.89), (44.50, 8.37))),
+)
+TARGETS = ("evaluate", "probe")  # the stages a study run reproduces (no re-training, no report)
+
+
+def run_key(config, seed, data_seed, digest):
+    return f"{config}|{seed}|{data_seed}|{digest}"
+
+
+def read_runs(path):
+    """The finished runs of a results file (JSON Lines); [] when there is none yet."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_run(path, record):
+    """Add one finished run to the results file: a whole line, flushed, never a half-written one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, sort_keys=True) + "\n"
+    with open(path, "a") as f:
+        f.write(line)
+        f.flush()
+
+
+def run_one(config, seed, data_seed, settings):
+    """One study run as a DVC experiment in a temporary directory (the workspace is left alone): its
+    metrics by stem, those of the stages it reproduced."""
+    name = f"study-{config}-s{seed}-d{data_seed}"
+    files = metric_files()
+    if experiment_metrics(json.loads(dvc("exp", "show", "--json")), {name}, files):
+        dvc("exp", "remove", name)
+    args = ["exp", "run", "--temp", "-n", name, "-S", f"seed={seed}", "-S", f"data.seed={data_seed}"]
+    for kv in settings:
+        args += ["-S", kv]
+    dvc(*args, *TARGETS)
+    found = experiment_metrics(json.loads(dvc("exp", "show", "--json")), {name}, files).get(name)
+    if found is None:
+        raise RuntimeError(f"study run {name} failed: see `dvc exp show` and its log above")
+    made = set().union(*(stems_made_up_to(t) for t in TARGETS))
+    return {stem: m for stem, m in found.items() if stem in made}
+
+
+def paired(better, worse):
+    """Mean of the paired differences better_i - worse_i, its 95 % Student-t interval and n."""
+    d = [b - w for b, w in zip(better, worse)]
+    n = len(d)
+    if n < 2:
+        return (d[0] if d else float("nan")), float("nan"), float("nan"), n
+    mean = sum(d) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half, n
+
+
+def _value(run, key):
+    stem, name = key.split(".")
+    v = run["metrics"].get(stem, {}).get(name)
+    return v if isinstance(v, (int, float)) else None
+
+
+def by_config(runs, data_seed):
+    """{config: {seed: run}} of the runs on the given data variant (the last record of a repeated run)."""
+    out = {}
+    for r in runs:
+        if r["data_seed"] == data_seed:
+            out.setdefault(r["config"], {})[r["seed"]] = r
+    return out
+
+
+def claim_rows(runs, data_seed):
+    """One row per (claim, metric): the paper's difference, ours (mean, 95 % interval, n), the verdict."""
+    table = by_config(runs, data_seed)
+    rows = []
+    for paper_table, claim, better, worse, keys, paper in CLAIMS:
+        b, w = table.get(better, {}), table.get(worse, {})
+        for i, key in enumerate(keys):
+            seeds = sorted(s for s in set(b) & set(w) if _value(b[s], key) is not None and _value(w[s], key) is not None)
+            mean, lo, hi, n = paired([_value(b[s], key) for s in seeds], [_value(w[s], key) for s in seeds])
+            verdict = "n/a (fewer than 2 paired seeds)" if n < 2 else \
+                "yes" if lo > 0 else "no: reversed" if hi < 0 else "no: not resolved (interval spans 0)"
+            rows.append({"table": paper_table, "claim": claim, "better": better, "worse": worse, "metric": key,
+                         "paper": None if paper is None else round(paper[0][i] - paper[1][i], 2),
+                         "mean": mean, "low": lo, "high": hi, "n": n, "verdict": verdict})
+    return rows
+
+
+def _f(v, d=2):
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.{d}f}"
+
+
+def fidelity_markdown(runs, data_seed, results_path):
+    rows = claim_rows(runs, data_seed)
+    commits = sorted({r["commit"] for r in runs if r["data_seed"] == data_seed})
+    done = sum(r["n"] >= 2 for r in rows)
+    lines = ["# Does it show the paper's effects? (PiCIE Tables 1, 5, 6, 7)", "",
+             f"Paired differences (better minus worse, the same seed and data; `data.seed: {data_seed}`), mean "
+             f"and 95 % Student-t interval over the seeds both configurations finished; a claim reproduces when "
+             f"the interval excludes 0 in the paper's direction. Runs: `{results_path}` "
+             f"({sum(r['data_seed'] == data_seed for r in runs)} on this data, commits {', '.join(commits) or '-'}); "
+             f"made by `python -m stages.study`. {done} of {len(rows)} rows have 2 or more paired seeds.", "",
+             "| table | claim (better vs worse) | metric | paper | ours: mean [95 % CI] | n | reproduces |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ours = f"{_f(r['mean'])} [{_f(r['low'])}, {_f(r['high'])}]"
+        lines.append(f"| {r['table']} | {r['claim']} (`{r['better']}` vs `{r['worse']}`) | {r['metric']} | "
+                     f"{_f(r['paper'])} | {ours} | {r['n']} | {r['verdict']} |")
+    return "\n".join(lines) + "\n"
+
+
+def configs_markdown(runs, data_seed, configs, title, keys):
+    """Mean +- sample std per configuration (the methods and ablations tables, from the same runs)."""
+    table = by_config(runs, data_seed)
+    lines = [f"# {title}", "", f"Mean ± sample std over seeds (`data.seed: {data_seed}`); the study's runs.", "",
+             "| method | settings | " + " | ".join(keys) + " | seeds |", "|---" * (len(keys) + 3) + "|"]
+    for config in configs:
+        if config not in table:
+            continue
+        got = aggregate([r["metrics"] for r in table[config].values()])
+        cells = [f"{got[k][0]:.2f} ± {got[k][1]:.2f}" if k in got else "n/a" for k in keys]
+        method = next(r["method"] for r in table[config].values())
+        settings = " ".join(f"`{kv}`" for kv in CONFIGS[config]) or "params.yaml"
+        lines.append(f"| {methods.label(method)} | {settings} | {' | '.join(cells)} | {len(table[config])} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,92 @@
+"""The fidelity study: paired statistics by hand, verdicts, and a record that resumes."""
+import json
+import math
+import shutil
+
+import pytest
+
+import stages.study as study_stage
+from lib.study import CLAIMS, CONFIGS, DEFAULT, IIC, NOTRAIN, append_run, claim_rows, paired, read_runs
+from tests.conftest import ROOT
+
+
+def test_paired_interval_against_a_hand_computed_one():
+    better, worse = [30.0, 32.0, 37.0, 35.0, 31.0], [28.0, 31.0, 33.0, 34.0, 30.0]
+    # differences 2, 1, 4, 1, 1: mean 1.8; sample variance (0.04 + 0.64 + 4.84 + 0.64 + 0.64) / 4 = 1.7;
+    # t(0.975, 4 degrees of freedom) = 2.776445105; half width 2.776445105 * sqrt(1.7 / 5) = 1.618929
+    mean, lo, hi, n = paired(better, worse)
+    assert n == 5 and mean == pytest.approx(1.8)
+    assert lo == pytest.approx(1.8 - 1.618929, abs=1e-5) and hi == pytest.approx(1.8 + 1.618929, abs=1e-5)
+    assert paired([1.0], [0.0])[3] == 1 and math.isnan(paired([1.0], [0.0])[1])  # no interval from one pair
+
+
+def _run(config, seed, acc, miou=10.0, probe=40.0, data_seed=0):
+    return {"config": config, "seed": seed, "data_seed": data_seed, "digest": "d", "commit": "c", "method": "x",
+            "settings": CONFIGS[config], "metrics": {"eval": {"acc": acc, "miou": miou},
+                                                     "probe": {"acc": probe, "miou": 20.0}}}
+
+
+def test_verdicts_follow_the_interval():
+    runs = [_run(DEFAULT, s, 40.0 + s, probe=50.0) for s in range(3)]
+    runs += [_run(NOTRAIN, s, 30.0 + 2 * s, probe=50.0 + s) for s in range(3)]  # PiCIE ahead in every seed
+    runs += [_run(IIC, s, 45.0 + s) for s in range(3)]  # behind in every seed by exactly 5: reversed
+    runs += [_run(DEFAULT, 0, 99.0, data_seed=1)]  # another data variant: not paired with these
+    rows = {(r["claim"], r["metric"]): r for r in claim_rows(runs, data_seed=0)}
+    notrain = rows[("PiCIE beats no training", "eval.acc")]
+    assert (notrain["mean"], notrain["n"], notrain["verdict"]) == (9.0, 3, "yes")  # 10, 9, 8
+    assert notrain["paper"] == pytest.approx(48.09 - 26.26)
+    iic = rows[("PiCIE beats IIC", "eval.acc")]
+    assert iic["mean"] == -5.0 and iic["verdict"] == "no: reversed"  # zero spread: the interval is the point
+    miou = rows[("PiCIE beats no training", "eval.miou")]
+    assert miou["mean"] == 0.0 and "not resolved" in miou["verdict"]  # equal in every seed
+    probe = rows[("PiCIE's features probe better than the untrained network's", "probe.acc")]
+    assert probe["mean"] == -1.0 and "spans 0" in probe["verdict"]  # differences 0, -1, -2
+    assert rows[("PiCIE beats Modified DeepCluster", "eval.acc")]["verdict"].startswith("n/a")
+    assert {c[2] for c in CLAIMS} | {c[3] for c in CLAIMS} <= set(CONFIGS)
+
+
+def test_the_study_records_each_run_and_goes_on_where_it_stopped(tmp_path, monkeypatch, capsys):
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)  # no reports/report.md here: nothing to re-render
+    ran = []
+
+    def fake_run(config, seed, data_seed, settings):
+        if len(ran) == 5:
+            raise KeyboardInterrupt  # stopped in the middle of the sixth run
+        ran.append((config, seed))
+        acc = 40.0 + seed if config == DEFAULT else 30.0
+        return {"eval": {"acc": acc, "miou": 10.0}, "probe": {"acc": 50.0, "miou": 20.0},
+                "train": {"epoch_time_s": 30.0}}
+
+    monkeypatch.setattr(study_stage, "run_one", fake_run)
+    args = dict(seeds=[0, 1, 2], data_seed=0, only=f"{DEFAULT},{NOTRAIN}", results="runs.jsonl", collect=False,
+                out_dir="out", params="params.yaml")
+    with pytest.raises(KeyboardInterrupt):
+        study_stage.main(**args)
+    recorded = read_runs("runs.jsonl")
+    assert [(r["config"], r["seed"]) for r in recorded] == ran == [(DEFAULT, 0), (NOTRAIN, 0), (DEFAULT, 1),
+                                                                   (NOTRAIN, 1), (DEFAULT, 2)]
+    assert recorded[1]["method"] == "notrain" and recorded[0]["method"] == "picie"
+    assert "PiCIE beats no training" in (tmp_path / "out/fidelity.md").read_text()  # written after every run
+    ran.clear()
+    study_stage.main(**args)
+    assert ran == [(NOTRAIN, 2)]  # only what was missing
+    text = (tmp_path / "out/fidelity.md").read_text()
+    row = next(line for line in text.splitlines() if "PiCIE beats no training" in line and "eval.acc" in line)
+    # differences 10, 11, 12: mean 11, sd 1, t(0.975, 2) = 4.302653 -> half width 2.48414
+    assert "+11.00 [+8.52, +13.48] | 3 | yes |" in row, row
+    assert "| No Train | `method=notrain` | 30.00 ± 0.00 |" in (tmp_path / "out/methods.md").read_text()
+    lines = (tmp_path / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and all(json.loads(line)["digest"] == recorded[0]["digest"] for line in lines)
+    # other params: the runs are not this study's, and nothing is skipped
+    (tmp_path / "params.yaml").write_text((tmp_path / "params.yaml").read_text().replace("epochs: auto", "epochs: 2"))
+    ran.clear()
+    study_stage.main(**{**args, "seeds": [0]})
+    assert ran == [(DEFAULT, 0), (NOTRAIN, 0)]
+
+
+def test_append_run_writes_whole_lines(tmp_path):
+    append_run(tmp_path / "r.jsonl", {"a": 1})
+    append_run(tmp_path / "r.jsonl", {"a": 2})
+    assert read_runs(tmp_path / "r.jsonl") == [{"a": 1}, {"a": 2}] and read_runs(tmp_path / "none.jsonl") == []
