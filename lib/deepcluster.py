@@ -63,7 +63,9 @@ def cluster_pass(model, images, p, g, device, epoch, views=2):
     passes and in k-means.
     """
     t0 = time.perf_counter()
-    model.eval()
+    # cluster.bn: eval (running statistics, which the pass leaves alone) or train (batch statistics, and the
+    # running ones updated, as the authors' code: the features are clustered in the mode they are trained in)
+    model.train(p.cluster.bn == "train")
     n = len(images)
     m = min(n, p.cluster.images) if p.cluster.images > 0 else n
     order = np.sort(torch.randperm(n, generator=g)[:m].numpy())
@@ -107,9 +109,9 @@ class Classifiers(nn.Module):
     since the clusters they predict are new.
     """
 
-    def __init__(self, levels, kind, dim):
+    def __init__(self, levels, kind, dim, scores="cosine"):
         super().__init__()
-        self.levels, self.kind = levels, kind
+        self.levels, self.kind, self.prototype_scores = levels, kind, scores
         self.heads = nn.ModuleList()
         if kind == "linear":
             for c in levels:
@@ -120,7 +122,7 @@ class Classifiers(nn.Module):
     def scores(self, z, level, view):
         if self.kind == "linear":
             return self.heads[level][view](z)
-        return prototype_scores(z, self.levels[level].centroids[view])
+        return prototype_scores(z, self.levels[level].centroids[view], self.prototype_scores)
 
 
 def pseudo_labels(t1, t2, levels):
@@ -129,10 +131,12 @@ def pseudo_labels(t1, t2, levels):
              None if t2 is None else neg_sq_distance(t2, c.centroids[1]).argmax(1)) for c in levels]
 
 
-def clustering_loss(z1, z2, clf, labels, cross=None):
+def clustering_loss(z1, z2, clf, labels, cross=None, views="sum"):
     """Sum over levels, weighted by PiCIE Eq. 15's lambdas, of the within-view loss (each view's
-    features against its own labels, Eq. 10) plus, where given, cross(level, y1, y2) (Eq. 11).
+    features against its own labels, Eq. 10) plus, where given, cross(level, y1, y2) (Eq. 11), a sum
+    of one term per view. views="mean" halves both two-view terms (the authors' code averages them).
     Returns the loss and its detached parts (within, cross; `_over` for the second level)."""
+    scale = 0.5 if views == "mean" and z2 is not None else 1.0
     levels = clf.levels
     lambdas = overcluster_lambdas(levels[0].k, levels[1].k) if len(levels) == 2 else (1.0,)
     total, parts = 0.0, {}
@@ -141,12 +145,12 @@ def clustering_loss(z1, z2, clf, labels, cross=None):
         y1, y2 = labels[li]
         within = cluster_loss(clf.scores(z1, li, 0), y1, w1)
         if z2 is not None:
-            within = within + cluster_loss(clf.scores(z2, li, 1), y2, w2)
+            within = (within + cluster_loss(clf.scores(z2, li, 1), y2, w2)) * scale
         loss = within
         tag = "" if li == 0 else "_over"
         parts[f"within{tag}"] = within.detach()
         if cross is not None:
-            term = cross(li, y1, y2)
+            term = cross(li, y1, y2) * scale
             loss = loss + term
             parts[f"cross{tag}"] = term.detach()
         total = total + lam * loss
@@ -158,7 +162,7 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch, views, loss):
     (seconds). loss(z1, z2, clf, p, labels) -> (loss, parts) is the method's."""
     t0 = time.perf_counter()
     levels, times = cluster_pass(model, images, p, g, device, epoch, views)
-    clf = Classifiers(levels, p.model.classifier, p.model.dim).to(device)
+    clf = Classifiers(levels, p.model.classifier, p.model.dim, p.loss.scores).to(device)
     optimizers = [optimizer] + ([torch.optim.Adam(clf.parameters(), lr=p.train.lr)] if clf.heads else [])
     # Labels from the network as it was when the epoch's clusters were made (as
     # the authors' labelling pass), computed batch by batch instead of in a

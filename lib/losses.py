@@ -5,8 +5,13 @@ import torch
 import torch.nn.functional as F
 
 
-def prototype_scores(z, mu):
-    """-d(z, mu_k) with d the cosine distance (Eq. 5): (B, d, h, w), (K, d) -> (B, K, h, w)."""
+def prototype_scores(z, mu, kind="cosine"):
+    """Logits of features z (B, d, h, w) for centroids mu (K, d) -> (B, K, h, w): -d(z, mu_k) with d the
+    cosine distance (Eq. 5; kind="cosine"), or the dot product z . mu_k with the centroids as they are
+    (kind="dot": the authors' code, whose classifier is a 1x1 conv holding the centroids, means of unit
+    vectors of norm below 1, so its logits are smaller and its softmax flatter)."""
+    if kind == "dot":
+        return torch.einsum("bdhw,kd->bkhw", z, mu.to(z))
     return torch.einsum("bdhw,kd->bkhw", F.normalize(z, dim=1), F.normalize(mu.to(z), dim=1)) - 1.0
 
 

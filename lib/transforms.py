@@ -96,9 +96,13 @@ def photometric(x, g):
     return x
 
 
-def sample_geometric(n, g, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), flip_p=0.5):
-    """Random resized crop (area fraction in `scale`) + h-flip, as (n, 2, 3) affine maps."""
+def sample_geometric(n, g, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), flip_p=0.5, measure="area"):
+    """Random resized crop + h-flip, as (n, 2, 3) affine maps. The crop's fraction of the image is drawn
+    uniformly in `scale`: a fraction of its area (measure="area", torchvision's) or of its side
+    (measure="side", as PiCIE's authors' transform does: area = side fraction squared)."""
     area = _uniform(n, scale[0], scale[1], g)
+    if measure == "side":
+        area = area * area
     log_r = _uniform(n, math.log(ratio[0]), math.log(ratio[1]), g)
     r = torch.exp(log_r)
     w = torch.sqrt(area * r).clamp(max=1.0)  # half-widths in normalised [-1, 1] units

@@ -26,7 +26,7 @@ def augment(x, p, g, views=2):
         x2 = photometric(x, g) if p.aug.photometric else x
     theta = None
     if p.aug.geometric:
-        theta = sample_geometric(x.shape[0], g, scale=(p.aug.crop_scale, 1.0))
+        theta = sample_geometric(x.shape[0], g, scale=(p.aug.crop_scale, 1.0), measure=p.aug.crop_measure)
         x1 = apply_geometric(x1, theta, p.data.res)
     else:
         x1 = resize(x1, p.data.res)

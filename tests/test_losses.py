@@ -112,3 +112,25 @@ def test_given_pseudo_labels_are_used(params):
     expected = F.cross_entropy(prototype_scores(z1, mu1), zeros) + F.cross_entropy(prototype_scores(z2, mu2), zeros + 2)
     assert torch.allclose(total, expected)
     assert torch.equal(pseudo_labels(z1, z2, clf.levels)[0][0], _nearest(z1, mu1))
+
+
+def test_dot_scores_and_mean_over_views_are_the_authors_loss(params):
+    """loss.scores: dot (logits z . mu with the centroids as they are) and loss.views: mean (each
+    two-view term averaged, not summed), the authors' code, against the same computation by hand."""
+    z1, z2, mu1, mu2 = _setup()
+    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)  # the network's features are unit vectors
+    mu1, mu2 = 0.7 * F.normalize(mu1, dim=1), 0.7 * F.normalize(mu2, dim=1)  # means of unit vectors: norm < 1
+    dot = lambda z, mu: torch.einsum("bdhw,kd->bkhw", z, mu)  # noqa: E731
+    assert torch.allclose(prototype_scores(z1, mu1, "dot"), dot(z1, mu1))
+    assert not torch.allclose(prototype_scores(z1, mu1, "dot"), prototype_scores(z1, mu1))
+    y1, y2 = _nearest(z1, mu1), _nearest(z2, mu2)
+    ce = lambda z, mu, y: F.cross_entropy(dot(z, mu), y)  # noqa: E731
+    p, _ = params(**{"loss.balance": False, "loss.scores": "dot", "loss.views": "mean"})
+    clf = Classifiers([Clustering(3, (mu1, mu2), (None, None))], "prototype", 4, p.loss.scores)
+    total, parts = picie_loss(z1, z2, clf, p)
+    within = (ce(z1, mu1, y1) + ce(z2, mu2, y2)) / 2
+    cross = (ce(z1, mu2, y2) + ce(z2, mu1, y1)) / 2
+    assert torch.allclose(parts["within"], within) and torch.allclose(parts["cross"], cross)
+    assert torch.allclose(total, within + cross)
+    p, _ = params(**{"loss.balance": False, "loss.scores": "dot"})  # summed: twice the mean
+    assert torch.allclose(picie_loss(z1, z2, clf, p)[0], 2 * total)

@@ -130,3 +130,37 @@ def test_modified_deepcluster_is_one_view_with_a_linear_head(params):
     stats, times = mdc.train_one_epoch(model, _images(), torch.optim.Adam(model.parameters(), 1e-3), p, g,
                                        torch.device("cpu"), 1)
     assert np.isfinite(stats["loss"]) and set(stats) == {"within", "loss"} and times["train"] > 0
+
+
+def test_cluster_pass_batch_norm_mode(params):
+    """cluster.bn: eval leaves the running statistics alone; train (the authors') clusters features
+    computed with batch statistics and updates the running ones, and gives other centroids."""
+    images = _images()
+    found = {}
+    for mode in ("eval", "train"):
+        p, _ = params(**TINY, **{"cluster.bn": mode})
+        torch.manual_seed(0)
+        model = build_model("efficientnet_lite0", "", 16)
+        before = {k: v.clone() for k, v in model.state_dict().items() if "running_mean" in k}
+        levels, _ = cluster_pass(model, images, p, torch.Generator().manual_seed(0), torch.device("cpu"), 0)
+        moved = [k for k, v in model.state_dict().items() if "running_mean" in k and not torch.equal(v, before[k])]
+        assert bool(moved) == (mode == "train"), mode
+        assert model.training  # training mode after the pass, either way
+        found[mode] = levels[0].centroids[0]
+    assert not torch.allclose(found["eval"], found["train"])
+
+
+def test_crop_measure_side_draws_the_side_fraction(params):
+    """aug.crop_measure: side (the authors' RandomResizedCrop) draws the side's fraction: the crop's area
+    is its square. Square crops (ratio 1) make the area w * h exactly."""
+    from lib.transforms import sample_geometric
+
+    area = sample_geometric(64, torch.Generator().manual_seed(0), (0.25, 1.0), ratio=(1, 1))
+    side = sample_geometric(64, torch.Generator().manual_seed(0), (0.25, 1.0), ratio=(1, 1), measure="side")
+    a = area[:, 0, 0].abs() * area[:, 1, 1]  # half-widths: the crop's area fraction
+    s = side[:, 0, 0].abs() * side[:, 1, 1]
+    assert torch.allclose(s, a * a) and s.min() >= 0.0625 - 1e-6 and a.min() >= 0.25 - 1e-6
+    p, _ = params(**TINY, **{"aug.crop_scale": 0.25, "aug.crop_measure": "side", "aug.photometric": False})
+    x = to_tensor(_images(8), "cpu")
+    x1, _, theta = augment(x, p, torch.Generator().manual_seed(0))
+    assert x1.shape == (8, 3, 32, 32) and (theta[:, 0, 0].abs() * theta[:, 1, 1]).min() < 0.25  # smaller crops

@@ -39,7 +39,7 @@ def picie_loss(z1, z2, clf, p, labels=None):
         w1, w2 = clf.levels[li].weights
         return cluster_loss(clf.scores(z1, li, 1), y2, w2) + cluster_loss(clf.scores(z2, li, 0), y1, w1)
 
-    return clustering_loss(z1, z2, clf, labels, cross if p.loss.cross else None)
+    return clustering_loss(z1, z2, clf, labels, cross if p.loss.cross else None, p.loss.views)
 
 
 def train_one_epoch(model, images, optimizer, p, g, device, epoch):
