@@ -14,6 +14,7 @@ already in it are skipped. `python -m stages.study` is the command.
 """
 import json
 import math
+import re
 from pathlib import Path
 
 from scipy import stats
@@ -78,10 +79,15 @@ def append_run(path, record):
         f.flush()
 
 
+def experiment_name(config, seed, data_seed):
+    """The DVC experiment's name: a git ref, so the settings' spaces and '=' become '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"study-{config}-s{seed}-d{data_seed}")
+
+
 def run_one(config, seed, data_seed, settings):
     """One study run as a DVC experiment in a temporary directory (the workspace is left alone): its
     metrics by stem, those of the stages it reproduced."""
-    name = f"study-{config}-s{seed}-d{data_seed}"
+    name = experiment_name(config, seed, data_seed)
     files = metric_files()
     if experiment_metrics(json.loads(dvc("exp", "show", "--json")), {name}, files):
         dvc("exp", "remove", name)

@@ -90,3 +90,10 @@ def test_append_run_writes_whole_lines(tmp_path):
     append_run(tmp_path / "r.jsonl", {"a": 1})
     append_run(tmp_path / "r.jsonl", {"a": 2})
     assert read_runs(tmp_path / "r.jsonl") == [{"a": 1}, {"a": 2}] and read_runs(tmp_path / "none.jsonl") == []
+
+
+def test_experiment_names_are_valid_git_refs():
+    from lib.study import experiment_name
+
+    assert experiment_name("cluster.single=true loss.cross=false", 3, 0) == "study-cluster.single_true_loss.cross_false-s3-d0"
+    assert all(" " not in experiment_name(c, 0, 0) and "=" not in experiment_name(c, 0, 0) for c in CONFIGS)
