@@ -78,6 +78,7 @@ SCHEMA = {
     "loss.equivariance": ("cluster", "mse"),
     "loss.scores": ("cosine", "dot"),
     "loss.views": ("sum", "mean"),
+    "loss.temperature": float,
     "cluster.k": (AUTO, int),
     "cluster.k_over": int,
     "cluster.single": bool,
@@ -112,7 +113,7 @@ SCHEMA = {
 POSITIVE = {"data.res", "data.train_res", "data.min_side", "model.dim", "cluster.k", "cluster.niter", "cluster.max_points",
             "train.batch_size", "dump.train_points", "data.train_size", "data.val_size", "probe.lr", "retrain.lr",
             "train.lr", "cluster.linear_epochs", "cluster.linear_lr", "report.neighbours",
-            "curves.images", "curves.max_points"}
+            "curves.images", "curves.max_points", "loss.temperature"}
 
 
 def schema():

@@ -109,9 +109,9 @@ class Classifiers(nn.Module):
     since the clusters they predict are new.
     """
 
-    def __init__(self, levels, kind, dim, scores="cosine"):
+    def __init__(self, levels, kind, dim, scores="cosine", temperature=1.0):
         super().__init__()
-        self.levels, self.kind, self.prototype_scores = levels, kind, scores
+        self.levels, self.kind, self.score_kind, self.temperature = levels, kind, scores, temperature
         self.heads = nn.ModuleList()
         if kind == "linear":
             for c in levels:
@@ -122,7 +122,7 @@ class Classifiers(nn.Module):
     def scores(self, z, level, view):
         if self.kind == "linear":
             return self.heads[level][view](z)
-        return prototype_scores(z, self.levels[level].centroids[view], self.prototype_scores)
+        return prototype_scores(z, self.levels[level].centroids[view], self.score_kind, self.temperature)
 
 
 def pseudo_labels(t1, t2, levels):
@@ -162,7 +162,7 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch, views, loss):
     (seconds). loss(z1, z2, clf, p, labels) -> (loss, parts) is the method's."""
     t0 = time.perf_counter()
     levels, times = cluster_pass(model, images, p, g, device, epoch, views)
-    clf = Classifiers(levels, p.model.classifier, p.model.dim, p.loss.scores).to(device)
+    clf = Classifiers(levels, p.model.classifier, p.model.dim, p.loss.scores, p.loss.temperature).to(device)
     optimizers = [optimizer] + ([torch.optim.Adam(clf.parameters(), lr=p.train.lr)] if clf.heads else [])
     # Labels from the network as it was when the epoch's clusters were made (as
     # the authors' labelling pass), computed batch by batch instead of in a

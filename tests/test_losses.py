@@ -134,3 +134,30 @@ def test_dot_scores_and_mean_over_views_are_the_authors_loss(params):
     assert torch.allclose(total, within + cross)
     p, _ = params(**{"loss.balance": False, "loss.scores": "dot"})  # summed: twice the mean
     assert torch.allclose(picie_loss(z1, z2, clf, p)[0], 2 * total)
+
+
+def test_temperature_divides_the_logits_and_lets_confident_pixels_be(params):
+    """loss.temperature: logits / T; at T = 0.1 a pixel at its centroid gets (almost) no gradient while
+    at T = 1 (Eq. 5) it is still pulled; an ambiguous pixel keeps a gradient at both."""
+    z, mu = _setup()[0], torch.randn(3, 4)
+    assert torch.allclose(prototype_scores(z, mu, temperature=0.1), prototype_scores(z, mu) / 0.1)
+    assert torch.allclose(prototype_scores(z, mu, "dot", 0.5), prototype_scores(z, mu, "dot") * 2)
+    mu = torch.eye(4)[:3]
+    confident = torch.tensor([1.0, 0.0, 0.0, 0.0]).view(1, 4, 1, 1)  # exactly at centroid 0
+    ambiguous = F.normalize(torch.tensor([1.0, 1.0, 0.0, 0.0]), dim=0).view(1, 4, 1, 1)  # between 0 and 1
+    label = torch.zeros(1, 1, 1, dtype=torch.long)
+
+    def pull(x, t):  # the loss's gradient on a pixel off its centroid, along the sphere
+        x = x.clone().requires_grad_()
+        cluster_loss(prototype_scores(x, mu, temperature=t), label).backward()
+        g = x.grad.flatten()
+        return (g - (g @ x.detach().flatten()) * x.detach().flatten()).norm().item()
+
+    assert pull(confident, 0.1) < 1e-3 < 0.1 < pull(confident, 1.0)
+    assert pull(ambiguous, 0.1) > 0.1 and pull(ambiguous, 1.0) > 0.1
+    p, _ = params(**{"loss.temperature": 0.1})
+    z1, z2, mu1, mu2 = _setup()
+    cold = Classifiers([Clustering(3, (mu1, mu2), (None, None))], "prototype", 4, p.loss.scores, p.loss.temperature)
+    warm = Classifiers([Clustering(3, (mu1, mu2), (None, None))], "prototype", 4)
+    assert torch.allclose(cold.scores(z1, 0, 0), warm.scores(z1, 0, 0) * 10)
+    assert not torch.allclose(picie_loss(z1, z2, cold, p)[0], picie_loss(z1, z2, warm, p)[0])
