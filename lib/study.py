@@ -12,11 +12,13 @@ committed with the project: it, not DVC's local experiment refs, is the
 record, so a study can stop and go on later on another machine; runs
 already in it are skipped. `python -m stages.study` is the command.
 """
+import hashlib
 import json
 import math
 import re
 from pathlib import Path
 
+import yaml
 from scipy import stats
 
 from lib import methods
@@ -57,8 +59,47 @@ CLAIMS = (
 TARGETS = ("evaluate", "probe")  # the stages a study run reproduces (no re-training, no report)
 
 
-def run_key(config, seed, data_seed, digest):
-    return f"{config}|{seed}|{data_seed}|{digest}"
+def effective_params(params_text, settings):
+    """The flat params a run of `settings` (-S key=value, values read as YAML, as DVC does) on top of
+    params.yaml's text trains with, less the seeds a study varies: what identifies a configuration,
+    whatever it is called (a tuned candidate today is `defaults` once params.yaml adopts it)."""
+    raw = yaml.safe_load(params_text)
+    for kv in settings:
+        key, value = kv.split("=", 1)
+        *path, leaf = key.split(".")
+        node = raw
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    flat = {}
+
+    def walk(d, prefix):
+        for k, v in d.items():
+            walk(v, f"{prefix}{k}.") if isinstance(v, dict) else flat.__setitem__(f"{prefix}{k}", v)
+
+    walk(raw, "")
+    flat.pop("seed", None)
+    flat.pop("data.seed", None)
+    return flat
+
+
+def digest(flat):
+    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def settings_name(flat, base):
+    """A configuration named by how its params differ from base's ('defaults' when they do not);
+    `key=-` for a key the run's params did not have yet."""
+    def show(k):
+        v = flat.get(k, "-")
+        return v if isinstance(v, str) else json.dumps(v)
+
+    keys = list(base) + sorted(set(flat) - set(base))
+    return " ".join(f"{k}={show(k)}" for k in keys if flat.get(k, "-") != base.get(k, "-")) or DEFAULT
+
+
+def run_key(digest_, seed, data_seed):
+    return f"{digest_}|{seed}|{data_seed}"
 
 
 def read_runs(path):
@@ -120,18 +161,23 @@ def _value(run, key):
     return v if isinstance(v, (int, float)) else None
 
 
-def by_config(runs, data_seed):
-    """{config: {seed: run}} of the runs on the given data variant (the last record of a repeated run)."""
+def by_config(runs, data_seed, digests):
+    """{config: {seed: run}} of the runs on the given data variant whose params are the config's
+    (digests: {config: digest}); the last record of a repeated run."""
+    names = {}
+    for config, d in digests.items():
+        names.setdefault(d, []).append(config)
     out = {}
     for r in runs:
         if r["data_seed"] == data_seed:
-            out.setdefault(r["config"], {})[r["seed"]] = r
+            for config in names.get(r["digest"], ()):
+                out.setdefault(config, {})[r["seed"]] = r
     return out
 
 
-def claim_rows(runs, data_seed):
+def claim_rows(runs, data_seed, digests):
     """One row per (claim, metric): the paper's difference, ours (mean, 95 % interval, n), the verdict."""
-    table = by_config(runs, data_seed)
+    table = by_config(runs, data_seed, digests)
     rows = []
     for paper_table, claim, better, worse, keys, paper in CLAIMS:
         b, w = table.get(better, {}), table.get(worse, {})
@@ -150,15 +196,16 @@ def _f(v, d=2):
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.{d}f}"
 
 
-def fidelity_markdown(runs, data_seed, results_path):
-    rows = claim_rows(runs, data_seed)
-    commits = sorted({r["commit"] for r in runs if r["data_seed"] == data_seed})
+def fidelity_markdown(runs, data_seed, results_path, digests):
+    rows = claim_rows(runs, data_seed, digests)
+    runs = [r for r in runs if r["data_seed"] == data_seed and r["digest"] in set(digests.values())]
+    commits = sorted({r["commit"] for r in runs})
     done = sum(r["n"] >= 2 for r in rows)
     lines = ["# Does it show the paper's effects? (PiCIE Tables 1, 5, 6, 7)", "",
              f"Paired differences (better minus worse, the same seed and data; `data.seed: {data_seed}`), mean "
              f"and 95 % Student-t interval over the seeds both configurations finished; a claim reproduces when "
              f"the interval excludes 0 in the paper's direction. Runs: `{results_path}` "
-             f"({sum(r['data_seed'] == data_seed for r in runs)} on this data, commits {', '.join(commits) or '-'}); "
+             f"({len(runs)} with these params on this data, commits {', '.join(commits) or '-'}); "
              f"made by `python -m stages.study`. {done} of {len(rows)} rows have 2 or more paired seeds.", "",
              "| table | claim (better vs worse) | metric | paper | ours: mean [95 % CI] | n | reproduces |",
              "|---|---|---|---|---|---|---|"]
@@ -169,9 +216,9 @@ def fidelity_markdown(runs, data_seed, results_path):
     return "\n".join(lines) + "\n"
 
 
-def configs_markdown(runs, data_seed, configs, title, keys):
+def configs_markdown(runs, data_seed, digests, configs, title, keys):
     """Mean +- sample std per configuration (the methods and ablations tables, from the same runs)."""
-    table = by_config(runs, data_seed)
+    table = by_config(runs, data_seed, digests)
     lines = [f"# {title}", "", f"Mean ± sample std over seeds (`data.seed: {data_seed}`); the study's runs.", "",
              "| method | settings | " + " | ".join(keys) + " | seeds |", "|---" * (len(keys) + 3) + "|"]
     for config in configs:
@@ -180,6 +227,43 @@ def configs_markdown(runs, data_seed, configs, title, keys):
         got = aggregate([r["metrics"] for r in table[config].values()])
         cells = [f"{got[k][0]:.2f} ± {got[k][1]:.2f}" if k in got else "n/a" for k in keys]
         method = next(r["method"] for r in table[config].values())
-        settings = " ".join(f"`{kv}`" for kv in CONFIGS[config]) or "params.yaml"
+        settings = " ".join(f"`{kv}`" for kv in config.split()) if config != DEFAULT else "params.yaml"
         lines.append(f"| {methods.label(method)} | {settings} | {' | '.join(cells)} | {len(table[config])} |")
+    return "\n".join(lines) + "\n"
+
+
+TUNED = ("eval.acc", "eval.miou", "probe.acc", "probe.miou")
+
+
+def tuning_markdown(runs, data_seed, base):
+    """Every configuration run on the tuning variant, named by how its params differ from base (today's
+    params.yaml), its mean and its paired difference with today's defaults: how the defaults were chosen."""
+    groups = {}
+    for r in runs:
+        if r["data_seed"] == data_seed:
+            groups.setdefault(r["digest"], {})[r["seed"]] = r
+    ref = groups.get(digest(base), {})
+    lines = ["# Tuning: candidate settings on the tuning variant", "",
+             f"`data.seed: {data_seed}` (the tuning variant; the claims are reported on `data.seed: 0`). Each row "
+             f"is one set of params, named by how it differs from today's params.yaml (`key=-`: a param it "
+             f"predates); mean over seeds, then the paired difference with today's defaults, mean [95 % "
+             f"interval] over the seeds both ran. Made by `python -m stages.study --data-seed {data_seed} "
+             f"--only ...`.", "",
+             "| settings | seeds | " + " | ".join(TUNED) + " | " + " | ".join(f"Δ {k}" for k in TUNED) + " |",
+             "|---" * (2 + 2 * len(TUNED)) + "|"]
+    rows = []
+    for d, by_seed in groups.items():
+        any_run = next(iter(by_seed.values()))
+        name = settings_name(any_run["params"], base)
+        got = aggregate([r["metrics"] for r in by_seed.values()])
+        means = [f"{got[k][0]:.2f}" if k in got else "n/a" for k in TUNED]
+        deltas = []
+        for k in TUNED:
+            seeds = sorted(s for s in set(by_seed) & set(ref)
+                           if _value(by_seed[s], k) is not None and _value(ref[s], k) is not None)
+            mean, lo, hi, n = paired([_value(by_seed[s], k) for s in seeds], [_value(ref[s], k) for s in seeds])
+            deltas.append("-" if d == digest(base) or n == 0 else
+                          f"{_f(mean)} [{_f(lo)}, {_f(hi)}]" if n >= 2 else f"{_f(mean)} (n=1)")
+        rows.append((name != DEFAULT, name, f"| `{name}` | {len(by_seed)} | {' | '.join(means)} | {' | '.join(deltas)} |"))
+    lines += [row for _, _, row in sorted(rows)]
     return "\n".join(lines) + "\n"

@@ -13,8 +13,6 @@ reports/fidelity.md (the claims), reports/methods.md and reports/ablations.md
 are written from it after every run. Stop it at any time and run it again,
 here or on another machine, to go on. The work is lib/study.py's.
 """
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import List
@@ -26,64 +24,78 @@ from lib.cli import user_errors
 from lib.io import atomic_path
 from lib.pipeline import cmd_option, git_rev
 from lib.seeds import dvc
-from lib.study import (CONFIGS, DEFAULT, IIC, MDC, NOTRAIN, PROBE, SCORES, append_run, configs_markdown,
-                       fidelity_markdown, read_runs, run_key, run_one)
+from lib.study import (CONFIGS, DEFAULT, IIC, MDC, NOTRAIN, PROBE, SCORES, append_run, configs_markdown, digest,
+                       effective_params, fidelity_markdown, read_runs, run_key, run_one, tuning_markdown)
 
 METHOD_ROWS = (DEFAULT, NOTRAIN, MDC, IIC)
+REPORTING, TUNING = 0, 1  # data.seed of the variant the claims are reported on, and of the one defaults are tuned on
 
 
-def base_digest(params="params.yaml"):
-    """params.yaml without the seeds a study varies: runs of other params are not this study's."""
-    raw = yaml.safe_load(Path(params).read_text())
-    raw.pop("seed", None)
-    raw.get("data", {}).pop("seed", None)
-    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def write_tables(runs, data_seed, results, out_dir="reports"):
-    texts = {"fidelity.md": fidelity_markdown(runs, data_seed, results),
-             "methods.md": configs_markdown(runs, data_seed, METHOD_ROWS, "Methods compared on the embedded dataset",
+def write_tables(runs, digests, base, results, out_dir="reports"):
+    texts = {"fidelity.md": fidelity_markdown(runs, REPORTING, results, digests),
+             "methods.md": configs_markdown(runs, REPORTING, digests, METHOD_ROWS,
+                                            "Methods compared on the embedded dataset",
                                             SCORES + PROBE + ("train.epoch_time_s",)),
-             "ablations.md": configs_markdown(runs, data_seed, [c for c in CONFIGS if c not in METHOD_ROWS[1:]],
-                                              "PiCIE's ablations on the embedded dataset", SCORES + PROBE)}
+             "ablations.md": configs_markdown(runs, REPORTING, digests, [c for c in CONFIGS if c not in METHOD_ROWS[1:]],
+                                              "PiCIE's ablations on the embedded dataset", SCORES + PROBE),
+             "tuning.md": tuning_markdown(runs, TUNING, base)}
     for name, text in texts.items():
         with atomic_path(Path(out_dir) / name) as tmp:
             tmp.write_text(text)
 
 
+def chosen_configs(only, base):
+    """--only's configurations: names of lib/study.CONFIGS, or any `key=value ...` settings of known keys."""
+    if not only:
+        return dict(CONFIGS)
+    out = {}
+    for name in only.split(","):
+        name = name.strip()
+        if name in CONFIGS:
+            out[name] = CONFIGS[name]
+            continue
+        settings = name.split()
+        bad = [kv for kv in settings if "=" not in kv or kv.split("=", 1)[0] not in base]
+        if bad:
+            raise typer.BadParameter(f"--only: {bad[0]!r} is neither a configuration of the study ({', '.join(CONFIGS)}) "
+                                     f"nor a `key=value` setting of a params.yaml key")
+        out[name] = settings
+    return out
+
+
 @user_errors
 def main(seeds: List[int] = typer.Option([0, 1, 2, 3, 4], "--seeds", help="seeds (paired across configurations)"),
-         data_seed: int = typer.Option(0, help="data.seed: 0 is the reporting variant, 1 the tuning one"),
-         only: str = typer.Option("", help="comma-separated configuration names (default: all)"),
+         data_seed: int = typer.Option(REPORTING, help=f"data.seed: {REPORTING} is the reporting variant (fidelity.md, "
+                                                       f"methods.md, ablations.md), {TUNING} the tuning one (tuning.md)"),
+         only: str = typer.Option("", help="comma-separated configurations: the study's names, or -S style "
+                                           "`key=value key=value` settings (default: the study's all)"),
          results: str = typer.Option("reports/study/runs.jsonl", help="the committed record of finished runs"),
          collect: bool = typer.Option(False, help="run nothing: write the tables from the recorded runs"),
-         out_dir: str = typer.Option("reports", help="where fidelity.md, methods.md and ablations.md go"),
+         out_dir: str = typer.Option("reports", help="where fidelity.md, methods.md, ablations.md, tuning.md go"),
          params: str = "params.yaml"):
-    digest = base_digest(params)
-    base_method = yaml.safe_load(Path(params).read_text())["method"]
-    runs = [r for r in read_runs(results) if r["digest"] == digest]
-    done = {run_key(r["config"], r["seed"], r["data_seed"], r["digest"]) for r in runs}
-    chosen = [c for c in CONFIGS if not only or c in only.split(",")]
-    unknown = set(only.split(",")) - set(CONFIGS) if only else set()
-    if unknown:
-        raise typer.BadParameter(f"--only: unknown configuration(s) {sorted(unknown)}; known: {list(CONFIGS)}")
+    text = Path(params).read_text()
+    base = effective_params(text, [])
+    chosen = chosen_configs(only, base)
+    flats = {c: effective_params(text, settings) for c, settings in {**CONFIGS, **chosen}.items()}
+    digests = {c: digest(flat) for c, flat in flats.items()}
+    runs = read_runs(results)
+    done = {run_key(r["digest"], r["seed"], r["data_seed"]) for r in runs}
     for seed in [] if collect else seeds:
-        for config in chosen:
-            if run_key(config, seed, data_seed, digest) in done:
+        for config, settings in chosen.items():
+            if run_key(digests[config], seed, data_seed) in done:
                 continue
-            settings = CONFIGS[config]
             print(f"study: {config} seed {seed} data.seed {data_seed}", flush=True)
             t = time.perf_counter()
             metrics = run_one(config, seed, data_seed, settings)
-            method = dict(kv.split("=", 1) for kv in settings).get("method", base_method)
             record = {"config": config, "settings": settings, "seed": seed, "data_seed": data_seed,
-                      "digest": digest, "commit": git_rev(short=True), "method": method, "metrics": metrics,
+                      "params": flats[config], "digest": digests[config], "commit": git_rev(short=True),
+                      "method": flats[config]["method"], "metrics": metrics,
                       "wall_s": round(time.perf_counter() - t, 1)}
             append_run(results, record)
             runs.append(record)
-            write_tables(runs, data_seed, results, out_dir)
-    write_tables(runs, data_seed, results, out_dir)
-    print(f"{len(runs)} runs of these params in {results} -> {out_dir}/fidelity.md, methods.md, ablations.md")
+            write_tables(runs, digests, base, results, out_dir)
+    write_tables(runs, digests, base, results, out_dir)
+    print(f"{len(runs)} runs in {results} -> {out_dir}/fidelity.md, methods.md, ablations.md, tuning.md")
     if Path(cmd_option("report", "out")).is_file():  # the report embeds the tables
         dvc("repro", "--single-item", "--force", "report")
 

@@ -4,9 +4,11 @@ import math
 import shutil
 
 import pytest
+import typer
 
 import stages.study as study_stage
-from lib.study import CLAIMS, CONFIGS, DEFAULT, IIC, NOTRAIN, append_run, claim_rows, paired, read_runs
+from lib.study import (CLAIMS, CONFIGS, DEFAULT, IIC, NOTRAIN, append_run, claim_rows, digest, effective_params,
+                       paired, read_runs, settings_name)
 from tests.conftest import ROOT
 
 
@@ -21,7 +23,7 @@ def test_paired_interval_against_a_hand_computed_one():
 
 
 def _run(config, seed, acc, miou=10.0, probe=40.0, data_seed=0):
-    return {"config": config, "seed": seed, "data_seed": data_seed, "digest": "d", "commit": "c", "method": "x",
+    return {"config": config, "seed": seed, "data_seed": data_seed, "digest": config, "commit": "c", "method": "x",
             "settings": CONFIGS[config], "metrics": {"eval": {"acc": acc, "miou": miou},
                                                      "probe": {"acc": probe, "miou": 20.0}}}
 
@@ -31,7 +33,7 @@ def test_verdicts_follow_the_interval():
     runs += [_run(NOTRAIN, s, 30.0 + 2 * s, probe=50.0 + s) for s in range(3)]  # PiCIE ahead in every seed
     runs += [_run(IIC, s, 45.0 + s) for s in range(3)]  # behind in every seed by exactly 5: reversed
     runs += [_run(DEFAULT, 0, 99.0, data_seed=1)]  # another data variant: not paired with these
-    rows = {(r["claim"], r["metric"]): r for r in claim_rows(runs, data_seed=0)}
+    rows = {(r["claim"], r["metric"]): r for r in claim_rows(runs, 0, {c: c for c in CONFIGS})}
     notrain = rows[("PiCIE beats no training", "eval.acc")]
     assert (notrain["mean"], notrain["n"], notrain["verdict"]) == (9.0, 3, "yes")  # 10, 9, 8
     assert notrain["paper"] == pytest.approx(48.09 - 26.26)
@@ -78,12 +80,57 @@ def test_the_study_records_each_run_and_goes_on_where_it_stopped(tmp_path, monke
     assert "+11.00 [+8.52, +13.48] | 3 | yes |" in row, row
     assert "| No Train | `method=notrain` | 30.00 ± 0.00 |" in (tmp_path / "out/methods.md").read_text()
     lines = (tmp_path / "runs.jsonl").read_text().splitlines()
-    assert len(lines) == 6 and all(json.loads(line)["digest"] == recorded[0]["digest"] for line in lines)
+    assert len(lines) == 6 and all(json.loads(line)["digest"] == digest(json.loads(line)["params"]) for line in lines)
+    assert len({json.loads(line)["digest"] for line in lines}) == 2  # one per configuration
     # other params: the runs are not this study's, and nothing is skipped
     (tmp_path / "params.yaml").write_text((tmp_path / "params.yaml").read_text().replace("epochs: auto", "epochs: 2"))
     ran.clear()
     study_stage.main(**{**args, "seeds": [0]})
     assert ran == [(DEFAULT, 0), (NOTRAIN, 0)]
+
+
+def test_a_tuned_candidate_becomes_the_defaults_when_params_yaml_adopts_it(tmp_path, monkeypatch):
+    """Runs are identified by their effective params, not by their name: candidate settings run on the
+    tuning variant (any -S style settings) are the `defaults` runs once params.yaml takes them, and
+    tuning.md names each row by how it differs from today's params.yaml."""
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    ran = []
+
+    def fake_run(config, seed, data_seed, settings):
+        ran.append((config, seed))
+        acc = 40.0 + seed + (3.0 if "loss.temperature=0.5" in config else 0.0)
+        return {"eval": {"acc": acc, "miou": 10.0}, "probe": {"acc": 50.0, "miou": 20.0}}
+
+    monkeypatch.setattr(study_stage, "run_one", fake_run)
+    args = dict(seeds=[0, 1], data_seed=1, only=f"{DEFAULT},loss.temperature=0.5 cluster.niter=20",
+                results="runs.jsonl", collect=False, out_dir="out", params="params.yaml")
+    study_stage.main(**args)
+    assert len(ran) == 4
+    tuning = (tmp_path / "out/tuning.md").read_text()
+    # cluster.niter=20 is already the default: the name shows only what differs; +3 in both seeds
+    assert "| `loss.temperature=0.5` | 2 | 43.50 |" in tuning and "+3.00 [+3.00, +3.00]" in tuning, tuning
+    with pytest.raises(typer.BadParameter, match="loss.temprature=0.5"):
+        study_stage.main(**{**args, "only": "loss.temprature=0.5"})
+    text = (tmp_path / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(text.replace("temperature: 1.0", "temperature: 0.5"))
+    ran.clear()
+    study_stage.main(**{**args, "only": DEFAULT})
+    assert ran == []  # already run, under its old name
+    tuning = (tmp_path / "out/tuning.md").read_text()
+    assert "| `defaults` | 2 | 43.50 |" in tuning and "| `loss.temperature=1.0` | 2 | 40.50 |" in tuning, tuning
+    assert "-3.00 [-3.00, -3.00]" in tuning
+
+
+def test_effective_params_apply_settings_as_dvc_reads_them():
+    text = "seed: 3\nmethod: picie\ndata: {seed: 1, res: auto}\nloss: {temperature: 1.0, cross: true}\n"
+    flat = effective_params(text, ["loss.temperature=0.1", "loss.cross=false", "method=iic"])
+    assert flat == {"method": "iic", "data.res": "auto", "loss.temperature": 0.1, "loss.cross": False}
+    base = effective_params(text, [])
+    assert settings_name(flat, base) == "method=iic loss.temperature=0.1 loss.cross=false"
+    assert settings_name(base, base) == DEFAULT and digest(base) != digest(flat)
+    assert settings_name({k: v for k, v in base.items() if k != "loss.cross"}, base) == "loss.cross=-"
 
 
 def test_append_run_writes_whole_lines(tmp_path):
