@@ -72,6 +72,7 @@ SCHEMA = {
     "aug.photometric": bool,
     "aug.geometric": bool,
     "aug.crop_scale": float,
+    "aug.hue": float,
     "aug.crop_measure": ("area", "side"),
     "loss.cross": bool,
     "loss.balance": bool,
@@ -85,6 +86,7 @@ SCHEMA = {
     "cluster.images": (AUTO, int),
     "cluster.max_points": int,
     "cluster.niter": int,
+    "cluster.restarts": int,
     "cluster.labels": ("snapshot", "online"),
     "cluster.linear_epochs": int,
     "cluster.linear_lr": float,
@@ -113,7 +115,8 @@ SCHEMA = {
 POSITIVE = {"data.res", "data.train_res", "data.min_side", "model.dim", "cluster.k", "cluster.niter", "cluster.max_points",
             "train.batch_size", "dump.train_points", "data.train_size", "data.val_size", "probe.lr", "retrain.lr",
             "train.lr", "cluster.linear_epochs", "cluster.linear_lr", "report.neighbours",
-            "curves.images", "curves.max_points", "loss.temperature"}
+            "curves.images", "curves.max_points", "loss.temperature",
+            "cluster.restarts"}
 
 
 def schema():
@@ -186,6 +189,8 @@ def validate(raw, source="params.yaml"):
         raise ParamsError(f"{source}: 'data.person_min_fraction' is above 'data.person_max_fraction'")
     if flat["data.workers"] < 0:
         raise ParamsError(f"{source}: 'data.workers' must be 0 (all cores) or a process count, got {flat['data.workers']}")
+    if not 0.0 <= flat["aug.hue"] <= 0.5:
+        raise ParamsError(f"{source}: 'aug.hue' must be in [0, 0.5] turns of the colour circle, got {flat['aug.hue']}")
     if not 0.0 < flat["aug.crop_scale"] <= 1.0:
         raise ParamsError(f"{source}: 'aug.crop_scale' must be in (0, 1], got {flat['aug.crop_scale']}")
     for key in ("train.epochs", "cluster.images", "curves.every"):

@@ -59,13 +59,15 @@ def gaussian_blur(x, sigma):
     return y.view(b, c, h, w)
 
 
-def photometric(x, g):
+def photometric(x, g, hue=JITTER["hue"]):
     """P(x) for a batch in [0, 1]: colour jitter (p=0.8), grayscale (p=0.2), blur (p=0.5).
 
-    Only the RGB channels are transformed; extra ones (Potsdam's infrared) pass unchanged.
+    `hue`: the largest hue shift, in turns (aug.hue; 0.1 is the authors' ColorJitter); the same random
+    draws whatever its value, scaled. Only the RGB channels are transformed; extra ones (Potsdam's
+    infrared) pass unchanged.
     """
     if x.shape[1] > 3:
-        return torch.cat([photometric(x[:, :3], g), x[:, 3:]], 1)
+        return torch.cat([photometric(x[:, :3], g, hue), x[:, 3:]], 1)
     n = x.shape[0]
     dev = x.device
     x = x.clone()
@@ -84,7 +86,7 @@ def photometric(x, g):
         elif op == 2:
             x = _blend(x, _gray(x), factor(JITTER["saturation"]))
         else:
-            shift = _uniform(n, -JITTER["hue"], JITTER["hue"], g).to(dev) * jit
+            shift = _uniform(n, -hue, hue, g).to(dev) * jit
             x = _hue(x, shift)
     gray = (torch.rand(n, generator=g) < GRAY_P).to(dev).view(-1, 1, 1, 1)
     x = torch.where(gray, _gray(x).expand_as(x), x)

@@ -20,10 +20,10 @@ def augment(x, p, g, views=2):
     (PiCIE on COCO: crops of the 640 px image for view 1, the image resized to
     320 for view 2). The draws are made in this order: P1, P2, G.
     """
-    x1 = photometric(x, g) if p.aug.photometric else x
+    x1 = photometric(x, g, p.aug.hue) if p.aug.photometric else x
     x2 = None
     if views == 2:
-        x2 = photometric(x, g) if p.aug.photometric else x
+        x2 = photometric(x, g, p.aug.hue) if p.aug.photometric else x
     theta = None
     if p.aug.geometric:
         theta = sample_geometric(x.shape[0], g, scale=(p.aug.crop_scale, 1.0), measure=p.aug.crop_measure)

@@ -31,8 +31,9 @@ def main(features: str = REQUIRED, out: str = REQUIRED, params: str = "params.ya
         clf = argmax_classifier(x.shape[1])
         done = f"identity on {x.shape[1]} assignments (the network's own argmax is scored)"
     else:
-        mu = kmeans(x, p.cluster.k, p.cluster.niter, p.seed, p.cluster.backend)
-        done = f"k-means ({p.cluster.backend}): {p.cluster.k} centroids from {len(x)} training pixels"
+        mu = kmeans(x, p.cluster.k, p.cluster.niter, p.seed, p.cluster.backend, p.cluster.restarts)
+        done = (f"k-means ({p.cluster.backend}, best of {p.cluster.restarts}): {p.cluster.k} centroids from "
+                f"{len(x)} training pixels")
         clf = prototype_classifier(mu)
         if how == "linear":
             clf, agreement = fit_linear_classifier(x, assign(x, mu), p.cluster.k, p.cluster.linear_epochs,

@@ -44,6 +44,9 @@ def test_auto_train_and_classifier_values_come_from_the_method_module(params, me
     ("train.epochs", "many", "'train.epochs' must be an int or 'auto', got 'many'"),
     ("cluster.backend", "sklearn", "'cluster.backend' is 'sklearn'; expected one of faiss, torch"),
     ("report.neighbours", 0, "'report.neighbours' must be positive"),
+    ("loss.temperature", 0.0, "'loss.temperature' must be positive"),
+    ("cluster.restarts", 0, "'cluster.restarts' must be positive"),
+    ("aug.hue", 0.7, "'aug.hue' must be in [0, 0.5] turns"),
     ("infoseg.dim", 0, "'infoseg.dim' must be positive"),  # the method module's POSITIVE
     ("infoseg.bound", "kl", "'infoseg.bound' is 'kl'; expected one of jsd, dv"),  # the method module's PARAMS
     ("iic.k_over", "many", "'iic.k_over' must be int, got 'many'"),

@@ -1,7 +1,9 @@
+import math
+
 import torch
 import torch.nn.functional as F
 
-from lib.transforms import (BLUR_SIGMA, apply_geometric, gaussian_blur, identity_geometric, photometric,
+from lib.transforms import (_RGB2YIQ, BLUR_SIGMA, apply_geometric, gaussian_blur, identity_geometric, photometric,
                             sample_geometric)
 
 
@@ -76,3 +78,22 @@ def test_photometric_leaves_infrared_untouched():
     x = torch.rand(8, 4, 16, 16)
     y = photometric(x, g)
     assert y.shape == x.shape and torch.equal(y[:, 3], x[:, 3]) and not torch.equal(y[:, :3], x[:, :3])
+
+
+def test_hue_bounds_the_hue_shift_in_turns():
+    """aug.hue: on plain-coloured images (whose hue only the hue step moves, bar clipping), the largest shift is hue
+    turns: none at 0, up to 0.1 at the authors' 0.1 (the default, the same draws), past 0.3 at 0.5."""
+    x = torch.tensor([0.8, 0.3, 0.2]).view(1, 3, 1, 1).expand(400, 3, 8, 8).contiguous()
+    yiq = lambda im: torch.einsum("ij,bjhw->bihw", _RGB2YIQ, im).mean((2, 3))  # noqa: E731
+
+    def turns(hue):
+        y = photometric(x, torch.Generator().manual_seed(3), hue)
+        a, b = yiq(x), yiq(y)
+        keep = b[:, 1:].norm(dim=1) > 0.02  # grayscale leaves no hue
+        d = torch.atan2(b[keep, 2], b[keep, 1]) - torch.atan2(a[keep, 2], a[keep, 1])
+        return ((d / (2 * math.pi) + 0.5) % 1.0 - 0.5).abs()
+
+    assert turns(0.0).max() < 0.01  # (brightness clipping at 1 moves a hue a little)
+    assert 0.07 < turns(0.1).max() < 0.11
+    assert turns(0.5).max() > 0.3
+    assert torch.equal(photometric(x, torch.Generator().manual_seed(3)), photometric(x, torch.Generator().manual_seed(3), 0.1))
