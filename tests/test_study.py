@@ -123,6 +123,18 @@ def test_a_tuned_candidate_becomes_the_defaults_when_params_yaml_adopts_it(tmp_p
     assert "-3.00 [-3.00, -3.00]" in tuning
 
 
+def test_records_that_predate_a_param_ran_with_its_neutral_value(tmp_path):
+    from lib.study import PREDATED
+
+    now = {**effective_params((ROOT / "params.yaml").read_text(), []), **PREDATED}
+    old = {k: v for k, v in now.items() if k not in PREDATED}
+    append_run(tmp_path / "r.jsonl", {"params": old, "digest": digest(old)})
+    append_run(tmp_path / "r.jsonl", {"params": {**old, "aug.hue": 0.5}, "digest": "x"})
+    same, hue = read_runs(tmp_path / "r.jsonl")
+    assert same["digest"] == digest(now) and same["params"] == now
+    assert hue["params"]["aug.hue"] == 0.5 and hue["digest"] == digest({**now, "aug.hue": 0.5})
+
+
 def test_effective_params_apply_settings_as_dvc_reads_them():
     text = "seed: 3\nmethod: picie\ndata: {seed: 1, res: auto}\nloss: {temperature: 1.0, cross: true}\n"
     flat = effective_params(text, ["loss.temperature=0.1", "loss.cross=false", "method=iic"])
