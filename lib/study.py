@@ -246,26 +246,43 @@ def configs_markdown(runs, data_seed, digests, configs, title, keys):
 TUNED = ("eval.acc", "eval.miou", "probe.acc", "probe.miou")
 
 
+def _reference(group, groups):
+    """The digest of the group a candidate was run against: the `defaults` runs (no settings) of the same
+    params.yaml, i.e. whose params equal the candidate's outside the keys its settings set; None for
+    a group of defaults runs, or when there is none."""
+    run = next(iter(group.values()))
+    if not run["settings"]:
+        return None
+    keys = {kv.split("=", 1)[0] for kv in run["settings"]}
+    for d, other in groups.items():
+        o = next(iter(other.values()))
+        if not o["settings"] and all(o["params"].get(k) == run["params"].get(k)
+                                     for k in set(o["params"]) | set(run["params"]) if k not in keys):
+            return d
+    return None
+
+
 def tuning_markdown(runs, data_seed, base):
     """Every configuration run on the tuning variant, named by how its params differ from base (today's
-    params.yaml), its mean and its paired difference with today's defaults: how the defaults were chosen."""
+    params.yaml), its mean, and its paired difference with the defaults it was run against (the
+    `defaults` runs of the same params.yaml): how the defaults were chosen."""
     groups = {}
     for r in runs:
         if r["data_seed"] == data_seed:
             groups.setdefault(r["digest"], {})[r["seed"]] = r
-    ref = groups.get(digest(base), {})
+    names = {d: settings_name(next(iter(g.values()))["params"], base) for d, g in groups.items()}
     lines = ["# Tuning: candidate settings on the tuning variant", "",
              f"`data.seed: {data_seed}` (the tuning variant; the claims are reported on `data.seed: 0`). Each row "
              f"is one set of params, named by how it differs from today's params.yaml (`key=-`: a param it "
-             f"predates); mean over seeds, then the paired difference with today's defaults, mean [95 % "
-             f"interval] over the seeds both ran. Made by `python -m stages.study --data-seed {data_seed} "
-             f"--only ...`.", "",
-             "| settings | seeds | " + " | ".join(TUNED) + " | " + " | ".join(f"Δ {k}" for k in TUNED) + " |",
-             "|---" * (2 + 2 * len(TUNED)) + "|"]
+             f"predates); mean over seeds, then the paired difference with the defaults it was run against "
+             f"(the params.yaml of its day, named the same way), mean [95 % interval] over the seeds both ran. "
+             f"Made by `python -m stages.study --data-seed {data_seed} --only ...`.", "",
+             "| settings | seeds | " + " | ".join(TUNED) + " | compared with | "
+             + " | ".join(f"Δ {k}" for k in TUNED) + " |", "|---" * (3 + 2 * len(TUNED)) + "|"]
     rows = []
     for d, by_seed in groups.items():
-        any_run = next(iter(by_seed.values()))
-        name = settings_name(any_run["params"], base)
+        ref_digest = _reference(by_seed, groups)
+        ref = groups.get(ref_digest, {})
         got = aggregate([r["metrics"] for r in by_seed.values()])
         means = [f"{got[k][0]:.2f}" if k in got else "n/a" for k in TUNED]
         deltas = []
@@ -273,8 +290,9 @@ def tuning_markdown(runs, data_seed, base):
             seeds = sorted(s for s in set(by_seed) & set(ref)
                            if _value(by_seed[s], k) is not None and _value(ref[s], k) is not None)
             mean, lo, hi, n = paired([_value(by_seed[s], k) for s in seeds], [_value(ref[s], k) for s in seeds])
-            deltas.append("-" if d == digest(base) or n == 0 else
-                          f"{_f(mean)} [{_f(lo)}, {_f(hi)}]" if n >= 2 else f"{_f(mean)} (n=1)")
-        rows.append((name != DEFAULT, name, f"| `{name}` | {len(by_seed)} | {' | '.join(means)} | {' | '.join(deltas)} |"))
-    lines += [row for _, _, row in sorted(rows)]
+            deltas.append("-" if n == 0 else f"{_f(mean)} [{_f(lo)}, {_f(hi)}]" if n >= 2 else f"{_f(mean)} (n=1)")
+        against = f"`{names[ref_digest]}`" if ref_digest else "-"
+        rows.append((ref_digest is not None, names[ref_digest] if ref_digest else names[d], names[d],
+                     f"| `{names[d]}` | {len(by_seed)} | {' | '.join(means)} | {against} | {' | '.join(deltas)} |"))
+    lines += [row[-1] for row in sorted(rows)]
     return "\n".join(lines) + "\n"

@@ -110,7 +110,7 @@ def test_a_tuned_candidate_becomes_the_defaults_when_params_yaml_adopts_it(tmp_p
     assert len(ran) == 4
     tuning = (tmp_path / "out/tuning.md").read_text()
     # cluster.niter=20 is already the default: the name shows only what differs; +3 in both seeds
-    assert "| `loss.temperature=0.5` | 2 | 43.50 |" in tuning and "+3.00 [+3.00, +3.00]" in tuning, tuning
+    assert "| `loss.temperature=0.5` | 2 | 43.50 | 10.00 | 50.00 | 20.00 | `defaults` | +3.00 [+3.00, +3.00]" in tuning, tuning
     with pytest.raises(typer.BadParameter, match="loss.temprature=0.5"):
         study_stage.main(**{**args, "only": "loss.temprature=0.5"})
     text = (tmp_path / "params.yaml").read_text()
@@ -119,8 +119,9 @@ def test_a_tuned_candidate_becomes_the_defaults_when_params_yaml_adopts_it(tmp_p
     study_stage.main(**{**args, "only": DEFAULT})
     assert ran == []  # already run, under its old name
     tuning = (tmp_path / "out/tuning.md").read_text()
-    assert "| `defaults` | 2 | 43.50 |" in tuning and "| `loss.temperature=1.0` | 2 | 40.50 |" in tuning, tuning
-    assert "-3.00 [-3.00, -3.00]" in tuning
+    # the candidate is compared with the defaults it was run against, now named by their difference
+    assert "| `defaults` | 2 | 43.50 | 10.00 | 50.00 | 20.00 | `loss.temperature=1.0` | +3.00 [+3.00, +3.00]" in tuning
+    assert "| `loss.temperature=1.0` | 2 | 40.50 | 10.00 | 50.00 | 20.00 | - | - |" in tuning, tuning
 
 
 def test_records_that_predate_a_param_ran_with_its_neutral_value(tmp_path):
