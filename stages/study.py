@@ -2,15 +2,17 @@
 
     python -m stages.study                                  # seeds 0-4 on the reporting data (data.seed 0)
     python -m stages.study --seeds 0 --seeds 1 --only "defaults,method=iic"
+    python -m stages.study --data-seed 1 --only "cluster.bn=train loss.temperature=0.1"   # a tuning candidate
     python -m stages.study --collect                        # run nothing: tables from the recorded runs
 
 Runs each configuration of lib/study.CONFIGS (params.yaml plus its -S
 settings) with each seed, one `dvc exp run --temp` at a time up to the
 evaluate and probe stages, seed by seed so that paired differences appear
 early. Each finished run is appended to the results file (committed with the
-project; runs already there, with the same params.yaml, are skipped), and
-reports/fidelity.md (the claims), reports/methods.md and reports/ablations.md
-are written from it after every run. Stop it at any time and run it again,
+project; a run is identified by the params it ran with, and one already
+there is skipped), and reports/fidelity.md (the claims), reports/methods.md
+and reports/ablations.md (the reporting variant) and reports/tuning.md (the
+tuning variant) are written from it after every run. Stop it at any time and run it again,
 here or on another machine, to go on. The work is lib/study.py's.
 """
 import time
@@ -18,7 +20,6 @@ from pathlib import Path
 from typing import List
 
 import typer
-import yaml
 
 from lib.cli import user_errors
 from lib.io import atomic_path
