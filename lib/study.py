@@ -172,6 +172,13 @@ def _value(run, key):
     return v if isinstance(v, (int, float)) else None
 
 
+def paired_by_seed(better, worse, key):
+    """paired() of metric `key` over the seeds where both {seed: run} dicts have it."""
+    seeds = sorted(s for s in set(better) & set(worse)
+                   if _value(better[s], key) is not None and _value(worse[s], key) is not None)
+    return paired([_value(better[s], key) for s in seeds], [_value(worse[s], key) for s in seeds])
+
+
 def by_config(runs, data_seed, digests):
     """{config: {seed: run}} of the runs on the given data variant whose params are the config's
     (digests: {config: digest}); the last record of a repeated run."""
@@ -193,8 +200,7 @@ def claim_rows(runs, data_seed, digests):
     for paper_table, claim, better, worse, keys, paper in CLAIMS:
         b, w = table.get(better, {}), table.get(worse, {})
         for i, key in enumerate(keys):
-            seeds = sorted(s for s in set(b) & set(w) if _value(b[s], key) is not None and _value(w[s], key) is not None)
-            mean, lo, hi, n = paired([_value(b[s], key) for s in seeds], [_value(w[s], key) for s in seeds])
+            mean, lo, hi, n = paired_by_seed(b, w, key)
             verdict = "n/a (fewer than 2 paired seeds)" if n < 2 else \
                 "yes" if lo > 0 else "no: reversed" if hi < 0 else "no: not resolved (interval spans 0)"
             rows.append({"table": paper_table, "claim": claim, "better": better, "worse": worse, "metric": key,
@@ -287,9 +293,7 @@ def tuning_markdown(runs, data_seed, base):
         means = [f"{got[k][0]:.2f}" if k in got else "n/a" for k in TUNED]
         deltas = []
         for k in TUNED:
-            seeds = sorted(s for s in set(by_seed) & set(ref)
-                           if _value(by_seed[s], k) is not None and _value(ref[s], k) is not None)
-            mean, lo, hi, n = paired([_value(by_seed[s], k) for s in seeds], [_value(ref[s], k) for s in seeds])
+            mean, lo, hi, n = paired_by_seed(by_seed, ref, k)
             deltas.append("-" if n == 0 else f"{_f(mean)} [{_f(lo)}, {_f(hi)}]" if n >= 2 else f"{_f(mean)} (n=1)")
         against = f"`{names[ref_digest]}`" if ref_digest else "-"
         rows.append((ref_digest is not None, names[ref_digest] if ref_digest else names[d], names[d],
