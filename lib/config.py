@@ -129,12 +129,13 @@ def schema():
     return full, positive
 
 
-def _flatten(d, prefix=""):
+def flatten(d, prefix=""):
+    """{'a': {'b': 1}} -> {'a.b': 1}: params as `-S` and dvc.yaml name them."""
     out = {}
     for key, value in d.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            out.update(_flatten(value, name + "."))
+            out.update(flatten(value, name + "."))
         else:
             out[name] = value
     return out
@@ -147,7 +148,7 @@ def _namespace(d):
 def validate(raw, source="params.yaml"):
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
-    flat = _flatten(raw)
+    flat = flatten(raw)
     spec_of, positive = schema()
     unknown = sorted(set(flat) - set(spec_of))
     if unknown:

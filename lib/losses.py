@@ -19,7 +19,7 @@ def prototype_scores(z, mu, kind="cosine", temperature=1.0):
         s = torch.einsum("bdhw,kd->bkhw", z, mu.to(z))
     else:
         s = torch.einsum("bdhw,kd->bkhw", F.normalize(z, dim=1), F.normalize(mu.to(z), dim=1)) - 1.0
-    return s if temperature == 1.0 else s / temperature
+    return s / temperature  # exact at 1: the same bits as Eq. 5 unscaled
 
 
 def cluster_loss(scores, labels, weight=None):

@@ -22,6 +22,7 @@ import yaml
 from scipy import stats
 
 from lib import methods
+from lib.config import flatten
 from lib.seeds import aggregate, dvc, experiment_metrics, metric_files, stems_made_up_to
 
 # A configuration is named by its -S settings on top of params.yaml (whose defaults are PiCIE's)
@@ -71,13 +72,7 @@ def effective_params(params_text, settings):
         for part in path:
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
-    flat = {}
-
-    def walk(d, prefix):
-        for k, v in d.items():
-            walk(v, f"{prefix}{k}.") if isinstance(v, dict) else flat.__setitem__(f"{prefix}{k}", v)
-
-    walk(raw, "")
+    flat = flatten(raw)
     flat.pop("seed", None)
     flat.pop("data.seed", None)
     return flat
