@@ -208,6 +208,16 @@ def _f(v, d=2):
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.{d}f}"
 
 
+CLAIMS_HEADER = ("| table | claim (better vs worse) | metric | paper | ours: mean [95 % CI] | n | reproduces |",
+                 "|---|---|---|---|---|---|---|")
+
+
+def _claim_line(r):
+    ours = f"{_f(r['mean'])} [{_f(r['low'])}, {_f(r['high'])}]"
+    return (f"| {r['table']} | {r['claim']} (`{r['better']}` vs `{r['worse']}`) | {r['metric']} | "
+            f"{_f(r['paper'])} | {ours} | {r['n']} | {r['verdict']} |")
+
+
 def fidelity_markdown(runs, data_seed, results_path, digests):
     rows = claim_rows(runs, data_seed, digests)
     runs = [r for r in runs if r["data_seed"] == data_seed and r["digest"] in set(digests.values())]
@@ -219,20 +229,34 @@ def fidelity_markdown(runs, data_seed, results_path, digests):
              f"the interval excludes 0 in the paper's direction. Runs: `{results_path}` "
              f"({len(runs)} with these params on this data, commits {', '.join(commits) or '-'}); "
              f"made by `python -m stages.study`. {done} of {len(rows)} rows have 2 or more paired seeds.", "",
-             "| table | claim (better vs worse) | metric | paper | ours: mean [95 % CI] | n | reproduces |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        ours = f"{_f(r['mean'])} [{_f(r['low'])}, {_f(r['high'])}]"
-        lines.append(f"| {r['table']} | {r['claim']} (`{r['better']}` vs `{r['worse']}`) | {r['metric']} | "
-                     f"{_f(r['paper'])} | {ours} | {r['n']} | {r['verdict']} |")
+             *CLAIMS_HEADER]
+    lines += [_claim_line(r) for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def outside_markdown(runs, data_seed, results_path, digests, data, method_rows):
+    """The defaults on another dataset (`data`: the -S settings that select it, the same for every
+    configuration): the claims with at least one paired seed, and the methods' table."""
+    rows = [r for r in claim_rows(runs, data_seed, digests) if r["n"] >= 1]
+    lines = ["# The defaults on data outside the repository", "",
+             f"Every configuration with `{data}` on top of params.yaml (`data.seed: {data_seed}`: the folder's "
+             f"train / validation split); the defaults were chosen on the embedded set's tuning variant and "
+             f"not changed for these runs. Paired differences as in fidelity.md. Runs: `{results_path}`; made by "
+             f"`python -m stages.study --data \"{data}\" --only ...`.", "", *CLAIMS_HEADER]
+    lines += [_claim_line(r) for r in rows]
+    table = configs_table(runs, data_seed, digests, method_rows, SCORES + PROBE)
+    return "\n".join(lines + ["", "Mean ± sample std over seeds:", ""] + table) + "\n"
 
 
 def configs_markdown(runs, data_seed, digests, configs, title, keys):
     """Mean +- sample std per configuration (the methods and ablations tables, from the same runs)."""
+    lines = [f"# {title}", "", f"Mean ± sample std over seeds (`data.seed: {data_seed}`); the study's runs.", ""]
+    return "\n".join(lines + configs_table(runs, data_seed, digests, configs, keys)) + "\n"
+
+
+def configs_table(runs, data_seed, digests, configs, keys):
     table = by_config(runs, data_seed, digests)
-    lines = [f"# {title}", "", f"Mean ± sample std over seeds (`data.seed: {data_seed}`); the study's runs.", "",
-             "| method | settings | " + " | ".join(keys) + " | seeds |", "|---" * (len(keys) + 3) + "|"]
+    lines = ["| method | settings | " + " | ".join(keys) + " | seeds |", "|---" * (len(keys) + 3) + "|"]
     for config in configs:
         if config not in table:
             continue
@@ -241,7 +265,7 @@ def configs_markdown(runs, data_seed, digests, configs, title, keys):
         method = next(r["method"] for r in table[config].values())
         settings = " ".join(f"`{kv}`" for kv in config.split()) if config != DEFAULT else "params.yaml"
         lines.append(f"| {methods.label(method)} | {settings} | {' | '.join(cells)} | {len(table[config])} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 TUNED = ("eval.acc", "eval.miou", "probe.acc", "probe.miou")
@@ -268,8 +292,8 @@ def tuning_markdown(runs, data_seed, base):
     params.yaml), its mean, and its paired difference with the defaults it was run against (the
     `defaults` runs of the same params.yaml): how the defaults were chosen."""
     groups = {}
-    for r in runs:
-        if r["data_seed"] == data_seed:
+    for r in runs:  # runs on other data (`--data`) are outside.md's
+        if r["data_seed"] == data_seed and all(r["params"].get(k) == base[k] for k in ("data.name", "data.root")):
             groups.setdefault(r["digest"], {})[r["seed"]] = r
     names = {d: settings_name(next(iter(g.values()))["params"], base) for d, g in groups.items()}
     lines = ["# Tuning: candidate settings on the tuning variant", "",

@@ -18,7 +18,8 @@ from lib.report import markdown, plot_curves, plot_overlays
 
 # made outside the pipeline, over many experiments (`python -m stages.study`, `python -m stages.seeds`), which then
 # re-render the report; embedded when they exist, so they are not dependencies of the stage
-TABLES = ("reports/fidelity.md", "reports/methods.md", "reports/ablations.md", "reports/tuning.md", "reports/seeds.md")
+TABLES = ("reports/fidelity.md", "reports/methods.md", "reports/ablations.md", "reports/tuning.md", "reports/outside.md",
+          "reports/seeds.md")
 
 REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml")
 

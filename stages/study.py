@@ -4,6 +4,8 @@
     python -m stages.study --seeds 0 --seeds 1 --only "defaults,method=iic"
     python -m stages.study --data-seed 1 --only "cluster.bn=train loss.temperature=0.1"   # a tuning candidate
     python -m stages.study --collect                        # run nothing: tables from the recorded runs
+    python -m stages.study --data "data.name=folder data.root=/data/mine" --only "defaults,method=iic"
+                                                            # other data: reports/outside.md
 
 Runs each configuration of lib/study.CONFIGS (params.yaml plus its -S
 settings) with each seed, one `dvc exp run --temp` at a time up to the
@@ -26,13 +28,20 @@ from lib.io import atomic_path
 from lib.pipeline import cmd_option, git_rev
 from lib.seeds import dvc
 from lib.study import (CONFIGS, DEFAULT, IIC, MDC, NOTRAIN, PROBE, SCORES, append_run, configs_markdown, digest,
-                       effective_params, fidelity_markdown, read_runs, run_key, run_one, tuning_markdown)
+                       effective_params, fidelity_markdown, outside_markdown, read_runs, run_key, run_one,
+                       tuning_markdown)
 
 METHOD_ROWS = (DEFAULT, NOTRAIN, MDC, IIC)
 REPORTING, TUNING = 0, 1  # data.seed of the variant the claims are reported on, and of the one defaults are tuned on
 
 
-def write_tables(runs, digests, base, results, out_dir="reports"):
+def write_tables(runs, digests, base, results, out_dir="reports", data="", data_digests=None, data_seed=REPORTING):
+    """The embedded set's tables (digests: {config: digest} of params.yaml's configurations), or with
+    `data` (other data's -S settings) outside.md alone, from the runs of data_digests."""
+    if data:
+        with atomic_path(Path(out_dir) / "outside.md") as tmp:
+            tmp.write_text(outside_markdown(runs, data_seed, results, data_digests, data, METHOD_ROWS))
+        return
     texts = {"fidelity.md": fidelity_markdown(runs, REPORTING, results, digests),
              "methods.md": configs_markdown(runs, REPORTING, digests, METHOD_ROWS,
                                             "Methods compared on the embedded dataset",
@@ -45,6 +54,17 @@ def write_tables(runs, digests, base, results, out_dir="reports"):
             tmp.write_text(text)
 
 
+def known_settings(option, text, base):
+    """`key=value key=value` (-S style) of params.yaml keys, as a list; an unknown key is refused."""
+    settings = text.split()
+    bad = [kv for kv in settings if "=" not in kv or kv.split("=", 1)[0] not in base]
+    if bad:
+        raise typer.BadParameter(f"{option}: {bad[0]!r} is not a `key=value` setting of a params.yaml key"
+                                 + (f" nor a configuration of the study ({', '.join(CONFIGS)})" if option == "--only"
+                                    else ""))
+    return settings
+
+
 def chosen_configs(only, base):
     """--only's configurations: names of lib/study.CONFIGS, or any `key=value ...` settings of known keys."""
     if not only:
@@ -52,15 +72,7 @@ def chosen_configs(only, base):
     out = {}
     for name in only.split(","):
         name = name.strip()
-        if name in CONFIGS:
-            out[name] = CONFIGS[name]
-            continue
-        settings = name.split()
-        bad = [kv for kv in settings if "=" not in kv or kv.split("=", 1)[0] not in base]
-        if bad:
-            raise typer.BadParameter(f"--only: {bad[0]!r} is neither a configuration of the study ({', '.join(CONFIGS)}) "
-                                     f"nor a `key=value` setting of a params.yaml key")
-        out[name] = settings
+        out[name] = CONFIGS[name] if name in CONFIGS else known_settings("--only", name, base)
     return out
 
 
@@ -70,6 +82,9 @@ def main(seeds: List[int] = typer.Option([0, 1, 2, 3, 4], "--seeds", help="seeds
                                                        f"methods.md, ablations.md), {TUNING} the tuning one (tuning.md)"),
          only: str = typer.Option("", help="comma-separated configurations: the study's names, or -S style "
                                            "`key=value key=value` settings (default: the study's all)"),
+         data: str = typer.Option("", help="other data for every configuration, as -S settings (e.g. "
+                                           "'data.name=folder data.root=/data/mine data.val_fraction=0.4'); "
+                                           "its tables go to reports/outside.md"),
          results: str = typer.Option("reports/study/runs.jsonl", help="the committed record of finished runs"),
          collect: bool = typer.Option(False, help="run nothing: write the tables from the recorded runs"),
          out_dir: str = typer.Option("reports", help="where fidelity.md, methods.md, ablations.md, tuning.md go"),
@@ -77,7 +92,10 @@ def main(seeds: List[int] = typer.Option([0, 1, 2, 3, 4], "--seeds", help="seeds
     text = Path(params).read_text()
     base = effective_params(text, [])
     chosen = chosen_configs(only, base)
-    flats = {c: effective_params(text, settings) for c, settings in {**CONFIGS, **chosen}.items()}
+    extra = known_settings("--data", data, base)
+    home = {c: digest(effective_params(text, settings)) for c, settings in CONFIGS.items()}  # the embedded set's
+    # the data's settings (its root included) are part of a run's identity, as every other param
+    flats = {c: effective_params(text, extra + settings) for c, settings in {**CONFIGS, **chosen}.items()}
     digests = {c: digest(flat) for c, flat in flats.items()}
     runs = read_runs(results)
     done = {run_key(r["digest"], r["seed"], r["data_seed"]) for r in runs}
@@ -87,16 +105,17 @@ def main(seeds: List[int] = typer.Option([0, 1, 2, 3, 4], "--seeds", help="seeds
                 continue
             print(f"study: {config} seed {seed} data.seed {data_seed}", flush=True)
             t = time.perf_counter()
-            metrics = run_one(config, seed, data_seed, settings)
-            record = {"config": config, "settings": settings, "seed": seed, "data_seed": data_seed,
+            metrics = run_one(config, seed, data_seed, extra + settings)
+            record = {"config": config, "settings": extra + settings, "seed": seed, "data_seed": data_seed,
                       "params": flats[config], "digest": digests[config], "commit": git_rev(short=True),
                       "method": flats[config]["method"], "metrics": metrics,
                       "wall_s": round(time.perf_counter() - t, 1)}
             append_run(results, record)
             runs.append(record)
-            write_tables(runs, digests, base, results, out_dir)
-    write_tables(runs, digests, base, results, out_dir)
-    print(f"{len(runs)} runs in {results} -> {out_dir}/fidelity.md, methods.md, ablations.md, tuning.md")
+            write_tables(runs, home, base, results, out_dir, data, digests, data_seed)
+    write_tables(runs, home, base, results, out_dir, data, digests, data_seed)
+    print(f"{len(runs)} runs in {results} -> {out_dir}/" + ("outside.md" if data else
+                                                            "fidelity.md, methods.md, ablations.md, tuning.md"))
     if Path(cmd_option("report", "out")).is_file():  # the report embeds the tables
         dvc("repro", "--single-item", "--force", "report")
 

@@ -63,7 +63,7 @@ def test_the_study_records_each_run_and_goes_on_where_it_stopped(tmp_path, monke
 
     monkeypatch.setattr(study_stage, "run_one", fake_run)
     args = dict(seeds=[0, 1, 2], data_seed=0, only=f"{DEFAULT},{NOTRAIN}", results="runs.jsonl", collect=False,
-                out_dir="out", params="params.yaml")
+                out_dir="out", params="params.yaml", data="")
     with pytest.raises(KeyboardInterrupt):
         study_stage.main(**args)
     recorded = read_runs("runs.jsonl")
@@ -105,7 +105,7 @@ def test_a_tuned_candidate_becomes_the_defaults_when_params_yaml_adopts_it(tmp_p
 
     monkeypatch.setattr(study_stage, "run_one", fake_run)
     args = dict(seeds=[0, 1], data_seed=1, only=f"{DEFAULT},loss.temperature=0.5 cluster.niter=20",
-                results="runs.jsonl", collect=False, out_dir="out", params="params.yaml")
+                results="runs.jsonl", collect=False, out_dir="out", params="params.yaml", data="")
     study_stage.main(**args)
     assert len(ran) == 4
     tuning = (tmp_path / "out/tuning.md").read_text()
@@ -122,6 +122,42 @@ def test_a_tuned_candidate_becomes_the_defaults_when_params_yaml_adopts_it(tmp_p
     # the candidate is compared with the defaults it was run against, now named by their difference
     assert "| `defaults` | 2 | 43.50 | 10.00 | 50.00 | 20.00 | `loss.temperature=1.0` | +3.00 [+3.00, +3.00]" in tuning
     assert "| `loss.temperature=1.0` | 2 | 40.50 | 10.00 | 50.00 | 20.00 | - | - |" in tuning, tuning
+
+
+def test_other_data_runs_go_to_outside_md_and_not_into_the_embedded_sets_tables(tmp_path, monkeypatch):
+    """--data: every configuration runs with the data's settings too; its claims and methods go to
+    outside.md, and the embedded set's fidelity.md neither counts them nor is it counted in outside.md."""
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    ran = []
+
+    def fake_run(config, seed, data_seed, settings):
+        ran.append((config, seed, tuple(settings)))
+        acc = (20.0 if "data.name=folder" in settings else 40.0) + (seed if config == DEFAULT else 0.0)
+        return {"eval": {"acc": acc, "miou": 10.0}, "probe": {"acc": 50.0, "miou": 20.0}}
+
+    monkeypatch.setattr(study_stage, "run_one", fake_run)
+    data = "data.name=folder data.root=/somewhere/mine"
+    args = dict(seeds=[1, 2], data_seed=0, only=f"{DEFAULT},{IIC}", results="runs.jsonl", collect=False,
+                out_dir="out", params="params.yaml", data=data)
+    study_stage.main(**args)
+    assert ran[0] == (DEFAULT, 1, ("data.name=folder", "data.root=/somewhere/mine"))
+    assert ran[1] == (IIC, 1, ("data.name=folder", "data.root=/somewhere/mine", "method=iic"))
+    outside = (tmp_path / "out/outside.md").read_text()
+    # PiCIE 21, 22 against IIC 20, 20: differences 1, 2 -> mean 1.5, sd 0.7071, t(0.975, 1) = 12.7062
+    row = next(line for line in outside.splitlines() if "PiCIE beats IIC" in line and "eval.acc" in line)
+    assert "+1.50 [-4.85, +7.85] | 2 | no: not resolved" in row, row
+    assert "no training" not in outside  # rows without a paired seed are left out
+    assert not (tmp_path / "out/fidelity.md").exists()
+    ran.clear()
+    study_stage.main(**{**args, "data": "", "seeds": [1]})  # the embedded set: nothing of the above is reused
+    assert [r[:2] for r in ran] == [(DEFAULT, 1), (IIC, 1)]
+    row = next(line for line in (tmp_path / "out/fidelity.md").read_text().splitlines()
+               if "PiCIE beats IIC" in line and "eval.acc" in line)
+    assert "| +1.00 [n/a, n/a] | 1 |" in row, row
+    with pytest.raises(typer.BadParameter, match="--data: 'data.rot=/x'"):
+        study_stage.main(**{**args, "data": "data.name=folder data.rot=/x"})
 
 
 def test_records_that_predate_a_param_ran_with_its_neutral_value(tmp_path):
