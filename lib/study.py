@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import yaml
@@ -129,6 +130,28 @@ def append_run(path, record):
 def experiment_name(config, seed, data_seed):
     """The DVC experiment's name: a git ref, so the settings' spaces and '=' become '_'."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", f"study-{config}-s{seed}-d{data_seed}")
+
+
+def clear_stale_runs(repo="."):
+    """Remove what a study run killed mid-way (Ctrl-C, a lost session) leaves: DVC's record of a running
+    temporary experiment (.dvc/tmp/exps/run/<rev>/<rev>.run, status below SUCCESS) and its copy of the
+    workspace. `dvc exp remove` does not know such a record, `dvc exp show` lists it under the run's
+    name, and the next attempt of that name then fails. The study runs one experiment at a time, so at
+    its start a record of a study run still running is stale. The names of those removed."""
+    tmp = (Path(repo) / ".dvc" / "tmp" / "exps").resolve()
+    removed = []
+    for info in sorted(tmp.glob("run/*/*.run")):
+        try:
+            d = json.loads(info.read_text())
+        except (OSError, ValueError):
+            continue
+        if str(d.get("name", "")).startswith("study-") and d.get("status", 0) < 3 and d.get("location") == "tempdir":
+            root = Path(d.get("root_dir") or "/").resolve()
+            if tmp in root.parents:  # only DVC's own copy of the workspace
+                shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(info.parent, ignore_errors=True)
+            removed.append(d["name"])
+    return removed
 
 
 def run_one(config, seed, data_seed, settings):

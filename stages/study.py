@@ -27,9 +27,9 @@ from lib.cli import user_errors
 from lib.io import atomic_path
 from lib.pipeline import cmd_option, git_rev
 from lib.seeds import dvc
-from lib.study import (CONFIGS, DEFAULT, IIC, MDC, NOTRAIN, PROBE, SCORES, append_run, configs_markdown, digest,
-                       effective_params, fidelity_markdown, outside_markdown, read_runs, run_key, run_one,
-                       tuning_markdown)
+from lib.study import (CONFIGS, DEFAULT, IIC, MDC, NOTRAIN, PROBE, SCORES, append_run, clear_stale_runs,
+                       configs_markdown, digest, effective_params, fidelity_markdown, outside_markdown, read_runs,
+                       run_key, run_one, tuning_markdown)
 
 METHOD_ROWS = (DEFAULT, NOTRAIN, MDC, IIC)
 REPORTING, TUNING = 0, 1  # data.seed of the variant the claims are reported on, and of the one defaults are tuned on
@@ -98,6 +98,8 @@ def main(seeds: List[int] = typer.Option([0, 1, 2, 3, 4], "--seeds", help="seeds
     flats = {c: effective_params(text, extra + settings) for c, settings in {**CONFIGS, **chosen}.items()}
     digests = {c: digest(flat) for c, flat in flats.items()}
     runs = read_runs(results)
+    for name in [] if collect else clear_stale_runs():
+        print(f"study: removed the remains of {name}, killed before it finished", flush=True)
     done = {run_key(r["digest"], r["seed"], r["data_seed"]) for r in runs}
     for seed in [] if collect else seeds:
         for config, settings in chosen.items():

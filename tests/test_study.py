@@ -160,6 +160,33 @@ def test_other_data_runs_go_to_outside_md_and_not_into_the_embedded_sets_tables(
         study_stage.main(**{**args, "data": "data.name=folder data.rot=/x"})
 
 
+def test_a_killed_run_leaves_nothing_that_stops_the_next_start(tmp_path):
+    """DVC's record of a temporary experiment killed while running (what a Ctrl-C leaves) is removed with
+    its workspace copy; finished runs, and experiments not the study's, are left alone."""
+    from lib.study import clear_stale_runs
+
+    exps = tmp_path / ".dvc/tmp/exps"
+
+    def record(rev, name, status, root):
+        (exps / "run" / rev).mkdir(parents=True)
+        info = {"location": "tempdir", "name": name, "status": status, "root_dir": str(root)}
+        (exps / "run" / rev / f"{rev}.run").write_text(json.dumps(info))
+
+    copy = exps / "standalone/tmpabc"
+    (copy / "data").mkdir(parents=True)
+    record("a1", "study-defaults-s1-d1", 1, copy)
+    record("b2", "study-defaults-s0-d1", 3, exps / "standalone/tmpdone")
+    record("c3", "mine", 1, exps / "standalone/tmpmine")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    record("d4", "study-method_iic-s0-d0", 2, outside)
+    assert clear_stale_runs(tmp_path) == ["study-defaults-s1-d1", "study-method_iic-s0-d0"]
+    assert not copy.exists() and not (exps / "run/a1").exists() and not (exps / "run/d4").exists()
+    assert (exps / "run/b2").exists() and (exps / "run/c3").exists()
+    assert outside.exists()  # a root_dir outside DVC's temporary folder is never deleted
+    assert clear_stale_runs(tmp_path) == []
+
+
 def test_records_that_predate_a_param_ran_with_its_neutral_value(tmp_path):
     from lib.study import PREDATED
 
