@@ -134,10 +134,11 @@ def experiment_name(config, seed, data_seed):
 
 def clear_stale_runs(repo="."):
     """Remove what a study run killed mid-way (Ctrl-C, a lost session) leaves: DVC's record of a running
-    temporary experiment (.dvc/tmp/exps/run/<rev>/<rev>.run, status below SUCCESS) and its copy of the
-    workspace. `dvc exp remove` does not know such a record, `dvc exp show` lists it under the run's
-    name, and the next attempt of that name then fails. The study runs one experiment at a time, so at
-    its start a record of a study run still running is stale. The names of those removed."""
+    temporary experiment (.dvc/tmp/exps/run/<rev>/<rev>.run) and its copy of the workspace. DVC counts
+    a record as running while its status is at most SUCCESS and its copy exists (TempDirQueue.iter_active);
+    `dvc exp remove` does not know such a record, `dvc exp show` lists it under the run's name, and the
+    next attempt of that name fails. The study runs one experiment at a time, so at its start a study
+    run that DVC counts as running is stale. The names of those removed."""
     tmp = (Path(repo) / ".dvc" / "tmp" / "exps").resolve()
     removed = []
     for info in sorted(tmp.glob("run/*/*.run")):
@@ -145,8 +146,9 @@ def clear_stale_runs(repo="."):
             d = json.loads(info.read_text())
         except (OSError, ValueError):
             continue
-        if str(d.get("name", "")).startswith("study-") and d.get("status", 0) < 3 and d.get("location") == "tempdir":
-            root = Path(d.get("root_dir") or "/").resolve()
+        root = Path(d.get("root_dir") or "/nonexistent").resolve()
+        if (str(d.get("name", "")).startswith("study-") and d.get("location") == "tempdir"
+                and d.get("status", 0) <= 3 and root.is_dir()):  # 3: dvc's TaskStatus.SUCCESS
             if tmp in root.parents:  # only DVC's own copy of the workspace
                 shutil.rmtree(root, ignore_errors=True)
             shutil.rmtree(info.parent, ignore_errors=True)

@@ -161,8 +161,9 @@ def test_other_data_runs_go_to_outside_md_and_not_into_the_embedded_sets_tables(
 
 
 def test_a_killed_run_leaves_nothing_that_stops_the_next_start(tmp_path):
-    """DVC's record of a temporary experiment killed while running (what a Ctrl-C leaves) is removed with
-    its workspace copy; finished runs, and experiments not the study's, are left alone."""
+    """DVC's record of a temporary experiment killed while running (what a Ctrl-C leaves: a status at most
+    SUCCESS and its workspace copy still there) is removed with the copy; finished runs (status FINISHED,
+    or their copy gone), and experiments not the study's, are left alone."""
     from lib.study import clear_stale_runs
 
     exps = tmp_path / ".dvc/tmp/exps"
@@ -175,14 +176,17 @@ def test_a_killed_run_leaves_nothing_that_stops_the_next_start(tmp_path):
     copy = exps / "standalone/tmpabc"
     (copy / "data").mkdir(parents=True)
     record("a1", "study-defaults-s1-d1", 1, copy)
-    record("b2", "study-defaults-s0-d1", 3, exps / "standalone/tmpdone")
+    record("b2", "study-defaults-s0-d1", 1, exps / "standalone/tmpdone")  # its copy removed when it ended
+    (exps / "standalone/tmpfinished").mkdir(parents=True)
+    record("b3", "study-method_iic-s1-d1", 6, exps / "standalone/tmpfinished")
+    (exps / "standalone/tmpmine").mkdir(parents=True)
     record("c3", "mine", 1, exps / "standalone/tmpmine")
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     record("d4", "study-method_iic-s0-d0", 2, outside)
     assert clear_stale_runs(tmp_path) == ["study-defaults-s1-d1", "study-method_iic-s0-d0"]
     assert not copy.exists() and not (exps / "run/a1").exists() and not (exps / "run/d4").exists()
-    assert (exps / "run/b2").exists() and (exps / "run/c3").exists()
+    assert all((exps / "run" / rev).exists() for rev in ("b2", "b3", "c3"))
     assert outside.exists()  # a root_dir outside DVC's temporary folder is never deleted
     assert clear_stale_runs(tmp_path) == []
 
