@@ -65,6 +65,11 @@ def stage_params(params, name, dvc_yaml=DVC_YAML):
     return picked
 
 
+def stage_deps(name, dvc_yaml=DVC_YAML):
+    """The paths of a stage's `deps:`, as dvc.yaml lists them."""
+    return [_path(d) for d in stage(name, dvc_yaml).get("deps", [])]
+
+
 def _files(path):
     path = Path(path)
     return sorted(f for f in path.rglob("*") if f.is_file() and "__pycache__" not in f.parts) if path.is_dir() \
@@ -77,7 +82,7 @@ def deps_digest(name, dvc_yaml=DVC_YAML, whole_bytes=64 << 10):
     at every start would cost more than the epoch it saves; DVC itself re-runs the stage when they change)."""
     root = Path(dvc_yaml).parent
     h = hashlib.sha256()
-    for dep in sorted(_path(d) for d in stage(name, dvc_yaml).get("deps", [])):
+    for dep in sorted(stage_deps(name, dvc_yaml)):
         for f in _files(root / dep):
             size = f.stat().st_size if f.is_file() else -1
             h.update(f"{f.relative_to(root).as_posix()}\0{size}\0".encode())

@@ -25,7 +25,7 @@ import typer
 
 from lib.cli import user_errors
 from lib.io import atomic_path
-from lib.pipeline import cmd_option, git_rev
+from lib.pipeline import git_rev, stage_deps
 from lib.seeds import dvc
 from lib.study import (CONFIGS, DEFAULT, IIC, MDC, NOTRAIN, PROBE, SCORES, append_run, clear_stale_runs,
                        configs_markdown, digest, effective_params, fidelity_markdown, outside_markdown, read_runs,
@@ -118,7 +118,10 @@ def main(seeds: List[int] = typer.Option([0, 1, 2, 3, 4], "--seeds", help="seeds
     write_tables(runs, home, base, results, out_dir, data, digests, data_seed)
     print(f"{len(runs)} runs in {results} -> {out_dir}/" + ("outside.md" if data else
                                                             "fidelity.md, methods.md, ablations.md, tuning.md"))
-    if Path(cmd_option("report", "out")).is_file():  # the report embeds the tables
+    missing = [d for d in stage_deps("report") if not Path(d).exists()]
+    if missing:  # a fresh clone, say: the pipeline has not run here
+        print(f"study: the report is not re-rendered ({missing[0]} is missing): `dvc repro report` embeds the tables")
+    else:
         dvc("repro", "--single-item", "--force", "report")
 
 
