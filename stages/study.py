@@ -35,33 +35,31 @@ METHOD_ROWS = (DEFAULT, NOTRAIN, MDC, IIC)
 REPORTING, TUNING = 0, 1  # data.seed of the variant the claims are reported on, and of the one defaults are tuned on
 
 
-def write_tables(runs, digests, base, results, out_dir="reports", data="", data_digests=None, data_seed=REPORTING):
-    """The embedded set's tables (digests: {config: digest} of params.yaml's configurations), or with
-    `data` (other data's -S settings) outside.md alone, from the runs of data_digests."""
+def write_tables(runs, digests, base, results, out_dir="reports", data="", data_seed=REPORTING):
+    """The embedded set's tables, or with `data` (other data's -S settings) outside.md alone; digests:
+    {config: digest} of the configurations' params (the data's settings included)."""
     if data:
-        with atomic_path(Path(out_dir) / "outside.md") as tmp:
-            tmp.write_text(outside_markdown(runs, data_seed, results, data_digests, data, METHOD_ROWS))
-        return
-    texts = {"fidelity.md": fidelity_markdown(runs, REPORTING, results, digests),
-             "methods.md": configs_markdown(runs, REPORTING, digests, METHOD_ROWS,
-                                            "Methods compared on the embedded dataset",
-                                            SCORES + PROBE + ("train.epoch_time_s",)),
-             "ablations.md": configs_markdown(runs, REPORTING, digests, [c for c in CONFIGS if c not in METHOD_ROWS[1:]],
-                                              "PiCIE's ablations on the embedded dataset", SCORES + PROBE),
-             "tuning.md": tuning_markdown(runs, TUNING, base)}
+        texts = {"outside.md": outside_markdown(runs, data_seed, results, digests, data, METHOD_ROWS)}
+    else:
+        texts = {"fidelity.md": fidelity_markdown(runs, REPORTING, results, digests),
+                 "methods.md": configs_markdown(runs, REPORTING, digests, METHOD_ROWS,
+                                                "Methods compared on the embedded dataset",
+                                                SCORES + PROBE + ("train.epoch_time_s",)),
+                 "ablations.md": configs_markdown(runs, REPORTING, digests,
+                                                  [c for c in CONFIGS if c not in METHOD_ROWS[1:]],
+                                                  "PiCIE's ablations on the embedded dataset", SCORES + PROBE),
+                 "tuning.md": tuning_markdown(runs, TUNING, base)}
     for name, text in texts.items():
         with atomic_path(Path(out_dir) / name) as tmp:
             tmp.write_text(text)
 
 
-def known_settings(option, text, base):
+def known_settings(option, text, base, also=""):
     """`key=value key=value` (-S style) of params.yaml keys, as a list; an unknown key is refused."""
     settings = text.split()
     bad = [kv for kv in settings if "=" not in kv or kv.split("=", 1)[0] not in base]
     if bad:
-        raise typer.BadParameter(f"{option}: {bad[0]!r} is not a `key=value` setting of a params.yaml key"
-                                 + (f" nor a configuration of the study ({', '.join(CONFIGS)})" if option == "--only"
-                                    else ""))
+        raise typer.BadParameter(f"{option}: {bad[0]!r} is not a `key=value` setting of a params.yaml key{also}")
     return settings
 
 
@@ -72,7 +70,8 @@ def chosen_configs(only, base):
     out = {}
     for name in only.split(","):
         name = name.strip()
-        out[name] = CONFIGS[name] if name in CONFIGS else known_settings("--only", name, base)
+        out[name] = CONFIGS[name] if name in CONFIGS else known_settings(
+            "--only", name, base, f" nor a configuration of the study ({', '.join(CONFIGS)})")
     return out
 
 
@@ -93,7 +92,6 @@ def main(seeds: List[int] = typer.Option([0, 1, 2, 3, 4], "--seeds", help="seeds
     base = effective_params(text, [])
     chosen = chosen_configs(only, base)
     extra = known_settings("--data", data, base)
-    home = {c: digest(effective_params(text, settings)) for c, settings in CONFIGS.items()}  # the embedded set's
     # the data's settings (its root included) are part of a run's identity, as every other param
     flats = {c: effective_params(text, extra + settings) for c, settings in {**CONFIGS, **chosen}.items()}
     digests = {c: digest(flat) for c, flat in flats.items()}
@@ -114,8 +112,8 @@ def main(seeds: List[int] = typer.Option([0, 1, 2, 3, 4], "--seeds", help="seeds
                       "wall_s": round(time.perf_counter() - t, 1)}
             append_run(results, record)
             runs.append(record)
-            write_tables(runs, home, base, results, out_dir, data, digests, data_seed)
-    write_tables(runs, home, base, results, out_dir, data, digests, data_seed)
+            write_tables(runs, digests, base, results, out_dir, data, data_seed)
+    write_tables(runs, digests, base, results, out_dir, data, data_seed)
     print(f"{len(runs)} runs in {results} -> {out_dir}/" + ("outside.md" if data else
                                                             "fidelity.md, methods.md, ablations.md, tuning.md"))
     missing = [d for d in stage_deps("report") if not Path(d).exists()]
