@@ -20,8 +20,10 @@ def resume_key(params, stage="train", dvc_yaml="dvc.yaml"):
 
 
 def save(obj, path):
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """Identical objects give identical bytes: torch.save names the zip archive's root folder after a
+    file name (here a random temporary one), but "archive" for an open file, so save through one."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def build_from_arch(arch):

@@ -66,7 +66,7 @@ def read_tsv(path):
 
 def plot_curves(live_dir, path):
     root = Path(live_dir) / "plots" / "metrics"
-    files = sorted(root.glob("train/*.tsv")) + sorted(root.glob("eval/*.tsv")) + sorted(root.glob("time/*.tsv"))
+    files = sorted(root.glob("train/*.tsv")) + sorted(root.glob("eval/*.tsv"))
     fig, axes = plt.subplots(1, max(len(files), 1), figsize=(3.2 * max(len(files), 1), 2.8))
     axes = np.atleast_1d(axes)
     for ax, f in zip(axes, files):

@@ -20,8 +20,28 @@ from lib.checkpoint import resume_key, save, save_model
 from lib.cli import pick_device, seed_everything, user_errors
 from lib.config import as_dict, load_params
 from lib.data import DataError, Prepared
-from lib.io import write_json
+from lib.io import atomic_path, remove_stale, write_json
 from lib.methods import build, epochs, train_one_epoch
+
+
+TIME_COLUMNS = ("epoch_time_s", "outside_ratio", "curves_s")
+
+
+def log_epoch(live, entry):
+    for name, v in entry["stats"].items():
+        live.log_metric(f"train/{name}", v)
+    for name, v in entry["scores"].items():
+        live.log_metric(f"eval/{name}", v)
+    live.next_step()
+
+
+def write_times(path, history):
+    """Each epoch's wall-clock times, one row per epoch (a plot, not cached: they differ run to run)."""
+    rows = ["step\t" + "\t".join(TIME_COLUMNS)]
+    rows += [f"{i}\t" + "\t".join(f"{h['times'].get(c, 0.0):.3f}" for c in TIME_COLUMNS)
+             for i, h in enumerate(history)]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(rows) + "\n")
 
 
 @user_errors
@@ -29,6 +49,7 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
          out: str = typer.Option(..., help="the trained model file"),
          metrics: str = typer.Option(..., help="training metrics (JSON)"),
          live_dir: str = typer.Option(..., help="dvclive folder (curves)"),
+         epoch_times: str = typer.Option(..., help="each epoch's times (TSV)"),
          checkpoint: str = typer.Option(..., help="resumable state, kept until training ends"),
          params: str = "params.yaml", dvc_yaml: str = "dvc.yaml"):
     p = load_params(params)
@@ -55,6 +76,7 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
     start, history = 0, []
     key = resume_key(pd, "train", dvc_yaml)  # the params and deps dvc.yaml lists for this stage
     ckpt_path = Path(checkpoint)
+    remove_stale(ckpt_path, ckpt_path.suffix)  # a run killed while saving its checkpoint leaves a temporary
     if ckpt_path.is_file() and n_epochs > 0:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if state.get("config") == key and state["epoch"] < n_epochs:
@@ -67,7 +89,13 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
             print(f"not resuming {ckpt_path}: it is from other params or code than this run (the train stage's "
                   "params and deps in dvc.yaml); starting afresh", flush=True)
 
-    with Live(live_dir, dvcyaml=None, save_dvc_exp=False, resume=start > 0) as live:
+    # The curves are re-written from the history at every start: DVC deletes the stage's outputs before
+    # it runs, so a resumed run's earlier epochs come from its checkpoint, and its curves equal an
+    # uninterrupted run's. They hold only what the computation determines (losses, scores), so identical
+    # runs give identical bytes; the epochs' times go to a separate, uncached file.
+    with Live(live_dir, dvcyaml=None, save_dvc_exp=False) as live:
+        for entry in history:
+            log_epoch(live, entry)
         for epoch in range(start, n_epochs):
             stats, times = train_one_epoch(model, images, optimizer, p, g, device, epoch)
             scores = {}
@@ -76,13 +104,7 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
                 scores = curves.epoch_scores(model, images, val_images, val_labels, prepared, p, device)
                 times["curves_s"] = time.perf_counter() - t
             history.append({"stats": stats, "times": times, "scores": scores})
-            for name, v in stats.items():
-                live.log_metric(f"train/{name}", v)
-            for name, v in scores.items():
-                live.log_metric(f"eval/{name}", v)
-            live.log_metric("time/epoch_time_s", times["epoch_time_s"])
-            live.log_metric("time/outside_ratio", times["outside_ratio"])
-            live.next_step()
+            log_epoch(live, history[-1])
             save({"config": key, "epoch": epoch + 1, "model": model.state_dict(),
                   "optimizer": optimizer.state_dict(), "generator": g.get_state(),
                   "history": json.dumps(history)}, ckpt_path)
@@ -93,6 +115,7 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
                   f"outside/inside {times['outside_ratio']:.2f}){curve}", flush=True)
 
     save_model(model, out, pd)
+    write_times(epoch_times, history)
     summary = {"epochs": n_epochs}
     if history:
         summary.update({"final_loss": round(history[-1]["stats"]["loss"], 5),

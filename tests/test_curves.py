@@ -67,7 +67,8 @@ def _train(params, tmp_path, name, **overrides):
         prepare_stage.main(out=str(data), metrics=str(tmp_path / "prep.json"), params=str(ppath))
     run = tmp_path / name
     train_stage.main(data=str(data), out=str(run / "model.pt"), metrics=str(run / "train.json"),
-                     live_dir=str(run / "live"), checkpoint=str(run / "ckpt.pt"), params=str(ppath),
+                     live_dir=str(run / "live"), epoch_times=str(run / "times.tsv"),
+                     checkpoint=str(run / "ckpt.pt"), params=str(ppath),
                      dvc_yaml=str(ROOT / "dvc.yaml"))
     return run
 

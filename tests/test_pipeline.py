@@ -101,8 +101,9 @@ def test_repro_then_ablation_then_metrics_diff(tmp_path):
     assert f"| linear probe on frozen features (Table 7) | {probe['acc']:.2f} | {probe['miou']:.2f} |" in report
     assert f"(C-Acc, C-mIoU) | {retrain['c_acc']:.2f} | {retrain['c_miou']:.2f} |" in report
     train = json.loads((repo / "metrics/train.json").read_text())
-    curve = (repo / "reports/train/plots/metrics/time/epoch_time_s.tsv").read_text().splitlines()
-    assert len(curve) == 2 and train["epoch_time_s"] == pytest.approx(float(curve[1].split()[-1]), abs=0.01)
+    times = (repo / "reports/epoch_times.tsv").read_text().splitlines()  # one row per epoch, its mean is the metric
+    assert times[0].split("\t")[:3] == ["step", "epoch_time_s", "outside_ratio"] and len(times) == 2
+    assert train["epoch_time_s"] == pytest.approx(float(times[1].split("\t")[1]), abs=0.01)
     assert (repo / "reports/figures/neighbours.png").is_file()
     for stage, keys in (("probe", ("acc", "miou", "iou_brick")), ("retrain", ("acc", "miou", "c_acc", "c_miou"))):
         m = json.loads((repo / f"metrics/{stage}.json").read_text())

@@ -1,7 +1,12 @@
 """The train stage: resolved config printed, one-call resume after an interruption, and a resume only
 into the same run (the params and deps dvc.yaml lists for the stage)."""
 import copy
+import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -22,6 +27,7 @@ TINY = {"data.train_size": 8, "data.val_size": 2, "data.res": 32, "model.dim": 8
 def _paths(tmp_path, ppath, dvc_yaml=ROOT / "dvc.yaml"):
     return dict(data=str(tmp_path / "prepared"), out=str(tmp_path / "model.pt"),
                 metrics=str(tmp_path / "train.json"), live_dir=str(tmp_path / "live"),
+                epoch_times=str(tmp_path / "times.tsv"),
                 checkpoint=str(tmp_path / "ckpt.pt"), params=str(ppath), dvc_yaml=str(dvc_yaml))
 
 
@@ -127,3 +133,67 @@ def test_the_resume_key_covers_every_param_the_train_stage_lists_in_dvc_yaml(par
         other = copy.deepcopy(base)
         other[unlisted] = {k: f"{v}-changed" for k, v in other[unlisted].items()}
         assert resume_key(other) == key, unlisted
+
+
+# Runs the real train stage in a child process; at the start of epoch `KILL_AT` (its checkpoint of the
+# epoch before is written) the process SIGKILLs itself: no handler, no cleanup, as `kill -9` would.
+KILLING = """
+import os, signal, sys
+import typer
+import stages.train as t
+real, kill_at = t.train_one_epoch, int(os.environ.get("KILL_AT", "-1"))
+def killed(*a, **k):
+    if a[6] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*a, **k)
+t.train_one_epoch = killed
+typer.run(t.main)
+"""
+
+
+def _train_process(paths, run, kill_at=-1):
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in paths.items()]
+    env = {**os.environ, "KILL_AT": str(kill_at), "OMP_NUM_THREADS": "2"}
+    return subprocess.run([sys.executable, "-c", KILLING, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True)
+
+
+def _outputs(run):
+    """Every output's bytes, and the metrics less the wall-clock times."""
+    files = {f.relative_to(run).as_posix(): hashlib.md5(f.read_bytes()).hexdigest()
+             for f in sorted(run.rglob("*")) if f.is_file() and f.name not in ("train.json", "times.tsv")}
+    metrics = {k: v for k, v in json.loads((run / "train.json").read_text()).items()
+               if k not in ("epoch_time_s", "outside_ratio", "curves_overhead")}
+    return files, metrics
+
+
+def test_identical_runs_and_a_killed_then_resumed_run_write_identical_bytes(params, tmp_path):
+    """Two uninterrupted trainings give byte-identical model files and curves (DVC hashes them: a
+    model.pt whose md5 changed on every run made every later stage re-run); a training SIGKILLed after
+    its first epoch and run again resumes and ends with the same bytes, curves included, and leaves
+    no temporary behind."""
+    _, ppath = params(**{**TINY, "train.epochs": 3, "curves.images": 8, "curves.max_points": 500})
+    prepare_stage.main(out=str(tmp_path / "prepared"), metrics=str(tmp_path / "prep.json"), params=str(ppath))
+    runs = {}
+    for name in ("once", "again", "killed"):
+        run = tmp_path / name
+        runs[name] = (run, {**_paths(run, ppath), "data": str(tmp_path / "prepared")})
+    for name in ("once", "again"):
+        done = _train_process(runs[name][1], runs[name][0])
+        assert done.returncode == 0, done.stderr
+    run, paths = runs["killed"]
+    killed = _train_process(paths, run, kill_at=1)
+    assert killed.returncode == -signal.SIGKILL and "epoch 1/3" in killed.stdout
+    assert torch.load(run / "ckpt.pt", weights_only=True)["epoch"] == 1 and not (run / "model.pt").exists()
+    (run / ".ckpt.pt.k1ll3d00.pt").write_bytes(b"half a checkpoint")  # what a kill while saving leaves
+    resumed = _train_process(paths, run)
+    assert resumed.returncode == 0 and "resuming" in resumed.stdout, resumed.stderr
+    assert [line.split()[1] for line in resumed.stdout.splitlines() if line.startswith("epoch ")] == ["2/3", "3/3"]
+    once, again, after_kill = (_outputs(runs[n][0]) for n in ("once", "again", "killed"))
+    assert "model.pt" in once[0] and "live/plots/metrics/eval/acc.tsv" in once[0]
+    assert once == again
+    assert after_kill == once  # curves too: 3 epochs, numbered 0-2, the same values
+    assert len((run / "live/plots/metrics/train/loss.tsv").read_text().splitlines()) == 4
+    times = (run / "times.tsv").read_text().splitlines()
+    assert [r.split("\t")[0] for r in times] == ["step", "0", "1", "2"]
+    assert not list(run.glob(".*"))  # no temporary left, the planted one included
