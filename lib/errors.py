@@ -1,4 +1,5 @@
 """Errors a user causes and can fix; every stage prints them as one line, not a traceback."""
+import sys
 
 
 class ParamsError(ValueError):
@@ -11,3 +12,8 @@ class DataError(ValueError):
 
 class WeightsError(ValueError):
     """A missing, unreadable or foreign weights or model file: the message names it."""
+
+
+def warn(message):
+    """Something the run can go on with but the user must hear of: one line on stderr."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from lib.clustering import predict_clusters
-from lib.data.base import IGNORE
+from lib.data.base import IGNORE, to_rgb
 from lib.data.folder import IMAGE_SUFFIXES
 from lib.errors import DataError
 from lib.features import to_tensor
@@ -45,7 +45,7 @@ def load(path, res):
     try:
         im = Image.open(path)
         im.load()
-        im = im.convert("RGB")
+        im = to_rgb(im, path)
     except Exception as e:
         return f"{type(e).__name__}: {e}"
     w, h = im.size

@@ -1,4 +1,6 @@
 import json
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -112,3 +114,79 @@ def test_prepare_stage_writes_flat_metrics(params, tmp_path):
     m = json.loads(metrics.read_text())
     assert m["train_images"] == 4 and m["val_images"] == 2
     assert all(isinstance(v, (int, float)) for v in m.values())
+
+
+def png_bytes(pixels, colour_type):
+    """A PNG written by hand (Pillow cannot write 16-bit colour): pixels (h, w[, c]) uint8 or uint16,
+    colour type 0 grey, 2 RGB, 4 grey + alpha; the bit depth is the array's."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w = pixels.shape[:2]
+    depth = pixels.dtype.itemsize * 8
+    rows = pixels.astype(pixels.dtype.newbyteorder(">")).reshape(h, -1)
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)  # filter type 0 on every row
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, colour_type, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("colour_type, channels", [(0, None), (2, 3), (4, 2)])
+def test_16_bit_images_keep_their_range(params, tmp_path, colour_type, channels):
+    """A 16-bit photograph is rescaled (65535 -> 255), not clipped at 255 into a white image."""
+    root = _folder(tmp_path / "ds", n=3, size=(32, 32), labels=False, classes=None, things=None)
+    ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).round().astype(np.uint16)
+    pixels = ramp if channels is None else np.stack([ramp] * channels, -1)
+    if colour_type == 4:
+        pixels[..., 1] = 65535  # opaque
+    for i in range(3):
+        (root / "images" / f"im{i}.png").write_bytes(png_bytes(pixels, colour_type))
+    p, _ = params(**{"data.name": "folder", "data.root": str(root), "data.res": 32, "cluster.k": 3})
+    out = tmp_path / "prep"
+    out.mkdir()
+    prepare(p, out)
+    image = Prepared(out).images("val")[0]
+    want = np.rint(ramp / 257.0)  # 8-bit of the same ramp, +-1 for Pillow's high-byte reading of colour
+    assert np.abs(image.astype(float) - want[..., None]).max() <= 1
+    assert (image == 255).mean() < 0.01
+
+
+def test_an_image_of_no_fixed_range_is_refused_by_name(params, tmp_path):
+    root = _folder(tmp_path / "ds", labels=False, classes=None, things=None)
+    (root / "images" / "im1.png").unlink()
+    Image.fromarray(np.full((30, 40), 3.5, np.float32)).save(root / "images" / "im1.tif")
+    (root / "images" / "im1.tif").rename(root / "images" / "im1.png")  # a float TIFF under a PNG name
+    _expect_error(params, tmp_path, root, r"im1.png: floating-point pixels \(mode F\) have no fixed range")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("sky\n\ntree\ncar\n", r"classes.txt: line 2 is blank"),
+    ("\nsky\ntree\ncar\n", r"classes.txt: line 1 is blank"),
+    ("sky\ntree\nsky\n", r"classes.txt: line 3 repeats 'sky' \(line 1\)"),
+    ("\n\n", r"classes.txt: empty")])
+def test_a_class_list_that_would_shift_ids_is_refused_naming_the_line(params, tmp_path, text, message):
+    root = _folder(tmp_path / "ds")
+    (root / "classes.txt").write_text(text)
+    _expect_error(params, tmp_path, root, message)
+
+
+def test_trailing_blank_lines_of_the_class_list_are_fine(params, tmp_path):
+    root = _folder(tmp_path / "ds")
+    (root / "classes.txt").write_text("sky\ntree\ncar\n\n  \n")
+    p, _ = params(**{"data.name": "folder", "data.root": str(root), "data.res": 32})
+    (tmp_path / "prep").mkdir()
+    assert prepare(p, tmp_path / "prep")["classes"] == ["sky", "tree", "car"]
+
+
+def test_a_folder_of_one_image_warns_that_training_and_validation_overlap(params, tmp_path, capsys):
+    root = _folder(tmp_path / "ds", n=1)
+    p, _ = params(**{"data.name": "folder", "data.root": str(root), "data.res": 32})
+    (tmp_path / "prep").mkdir()
+    meta = prepare(p, tmp_path / "prep")
+    assert meta["names"]["train"] == meta["names"]["val"] == ["im0.png"]
+    err = capsys.readouterr().err
+    assert "warning: " in err and "ds/images: one image" in err and "training and validation" in err
+    _folder(tmp_path / "two", n=2)
+    p, _ = params(**{"data.name": "folder", "data.root": str(tmp_path / "two"), "data.res": 32})
+    (tmp_path / "prep2").mkdir()
+    prepare(p, tmp_path / "prep2")
+    assert "warning" not in capsys.readouterr().err  # two images: disjoint splits, no warning

@@ -7,7 +7,8 @@ from lib.errors import DataError
 
 IGNORE = 255  # label value of unlabelled pixels, in every dataset
 
-__all__ = ["IGNORE", "DataError", "square", "lookup", "map_labels", "open_image", "require", "load_pair"]
+__all__ = ["IGNORE", "DataError", "square", "lookup", "map_labels", "open_image", "to_rgb", "require", "load_pair"]
+SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")  # Pillow's modes of a 16-bit single-channel image
 
 
 def square(im, side, resample, scale=None, fill=0):
@@ -69,6 +70,20 @@ def open_image(path, what="image"):
         raise DataError(f"{path}: cannot read this {what} ({type(e).__name__}: {e})") from None
 
 
+def to_rgb(im, path):
+    """8-bit RGB of any image Pillow reads, its full range kept. Pillow's own convert("RGB") clips a
+    16-bit grey image at 255 (a bright photograph becomes white); here 0..65535 maps to 0..255. (16-bit
+    colour PNGs Pillow already reads as 8-bit RGB, by their high bytes.) Integer or float images of
+    other depths have no range to map from: refused."""
+    if im.mode in SIXTEEN_BIT:
+        grey = np.rint(np.asarray(im, dtype=np.float64) * (255 / 65535)).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if im.mode in ("I", "F"):
+        raise DataError(f"{path}: {'32-bit integer' if im.mode == 'I' else 'floating-point'} pixels "
+                        f"(mode {im.mode}) have no fixed range; save it as an 8- or 16-bit image")
+    return im.convert("RGB")
+
+
 def require(path, layout, kind="folder"):
     """Stop with the expected layout when a path of the official download is missing."""
     ok = path.is_dir() if kind == "folder" else path.is_file()
@@ -85,7 +100,7 @@ def load_pair(item, side, scale=None, table=None):
     """
     img_path, lab_path = item
     im = open_image(img_path)
-    image = np.asarray(square(im.convert("RGB"), side, Image.BILINEAR, scale))[None]
+    image = np.asarray(square(to_rgb(im, img_path), side, Image.BILINEAR, scale))[None]
     if lab_path is None:
         return image, None
     lab = open_image(lab_path, "label")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lib.data.base import DataError, open_image, require, square
+from lib.data.base import DataError, open_image, require, square, to_rgb
 from lib.data.stream import parallel_map, write_split
 
 LAYOUT = """ROOT/images/train2017/<file_name>.jpg            COCO 2017 images (train2017.zip, val2017.zip)
@@ -71,7 +71,7 @@ def _load(record, img_dir, side):
     if im.size != (record[2], record[1]):
         raise DataError(f"{path}: image is {im.size[0]}x{im.size[1]} but the annotations say "
                         f"{record[2]}x{record[1]}")
-    image = np.asarray(square(im.convert("RGB"), side, Image.BILINEAR))
+    image = np.asarray(square(to_rgb(im, path), side, Image.BILINEAR))
     label = np.asarray(square(Image.fromarray(person_mask(record)), side, Image.NEAREST))
     return image[None], label[None]
 

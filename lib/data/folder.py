@@ -16,6 +16,7 @@ import numpy as np
 
 from lib.data.base import IGNORE, DataError, load_pair, lookup
 from lib.data.stream import write_split
+from lib.errors import warn
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LAYOUT = ("DIR/images/*.png|jpg       the images\n"
@@ -31,6 +32,27 @@ def _read_names(path):
     return names
 
 
+def read_classes(path):
+    """Class names by id: line i is id i, so a blank line (but at the end) or a repeated name would
+    silently shift or merge ids: refused, naming the line."""
+    lines = path.read_text().splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise DataError(f"{path}: empty (expected one class name a line)")
+    seen = {}
+    for i, line in enumerate(lines):
+        name = line.strip()
+        if not name:
+            raise DataError(f"{path}: line {i + 1} is blank; line i names class id i - 1, so every line "
+                            "up to the last class needs a name")
+        if name in seen:
+            raise DataError(f"{path}: line {i + 1} repeats {name!r} (line {seen[name] + 1}); class names "
+                            "must be distinct")
+        seen[name] = i
+    return [line.strip() for line in lines]
+
+
 def list_images(images_dir):
     return sorted(f for f in Path(images_dir).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -43,7 +65,7 @@ def prepare_folder(root, out, res, train_res, val_fraction, seed, workers=1):
     files = list_images(images_dir)
     if not files:
         raise DataError(f"{images_dir}: no images (*.png, *.jpg, *.jpeg) in this folder")
-    classes = _read_names(root / "classes.txt") if (root / "classes.txt").is_file() else None
+    classes = read_classes(root / "classes.txt") if (root / "classes.txt").is_file() else None
     labelled = labels_dir.is_dir()
     if labelled:
         for f in files:
@@ -52,6 +74,9 @@ def prepare_folder(root, out, res, train_res, val_fraction, seed, workers=1):
 
     n = len(files)
     n_val = min(n - 1, max(1, round(val_fraction * n))) if n > 1 else 1
+    if n == 1:
+        warn(f"{images_dir}: one image, used for both training and validation: its scores measure how "
+             "well the run fits that image, not how it segments unseen ones")
     perm = np.random.default_rng(seed).permutation(n)
     splits = {"train": np.sort(perm[n_val:]) if n > 1 else perm, "val": np.sort(perm[:n_val])}
     table = None
