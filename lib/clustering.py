@@ -90,7 +90,9 @@ def kmeans(x, k, niter=20, seed=0, backend="faiss", restarts=1):
     if backend not in BACKENDS:
         raise ParamsError(f"k-means backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if x.shape[0] < k:
-        raise ValueError(f"k-means: {x.shape[0]} points cannot make {k} clusters")
+        raise ParamsError(f"k-means was asked for {k} clusters (cluster.k, or cluster.k_over) from only "
+                          f"{x.shape[0]} pixel features: lower it, or give k-means more points "
+                          "(cluster.images, cluster.max_points; more or larger images)")
     x = x.float()
     return (_kmeans_faiss if backend == "faiss" else _kmeans_torch)(x, k, niter, seed)
 

@@ -4,6 +4,8 @@ A stage reads its knobs through `load_params`, which checks every key against
 SCHEMA, so that a typo'd value (`train.lr: 1e-4x`) or a wrong type stops the
 stage at once with a message naming the key, instead of failing an hour later.
 """
+import contextlib
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -112,21 +114,26 @@ SCHEMA = {
     "report.neighbours": int,
 }
 
-POSITIVE = {"data.res", "data.train_res", "data.min_side", "model.dim", "cluster.k", "cluster.niter", "cluster.max_points",
-            "train.batch_size", "dump.train_points", "data.train_size", "data.val_size", "probe.lr", "retrain.lr",
-            "train.lr", "cluster.linear_epochs", "cluster.linear_lr", "report.neighbours",
-            "curves.images", "curves.max_points", "loss.temperature",
-            "cluster.restarts"}
+POSITIVE = {"data.res", "data.train_res", "data.min_side", "data.train_size", "data.val_size", "model.dim",
+            "cluster.k", "cluster.niter", "cluster.max_points", "cluster.restarts", "cluster.linear_epochs",
+            "cluster.linear_lr", "train.batch_size", "train.lr", "loss.temperature", "curves.images",
+            "curves.max_points", "dump.train_points", "probe.epochs", "probe.lr", "retrain.epochs", "retrain.lr",
+            "report.images", "report.neighbours"}
+# keys where 0 means something (off, none) but a negative value nothing; others have their own range below
+NON_NEGATIVE = {"seed", "data.seed", "curves.every", "report.queries"}
 
 
 def schema():
-    """SCHEMA and every method's own section, with the keys that must be positive."""
-    full, positive = dict(SCHEMA), set(POSITIVE)
+    """SCHEMA and every method's own section; the keys that must be positive, and those that must not be
+    negative (a method's numbers are, unless its module lists them as POSITIVE)."""
+    full, positive, non_negative = dict(SCHEMA), set(POSITIVE), set(NON_NEGATIVE)
     for name in methods.NAMES:
         method = methods.get(name)
-        full.update({f"{name}.{key}": spec for key, spec in getattr(method, "PARAMS", {}).items()})
+        own = {f"{name}.{key}": spec for key, spec in getattr(method, "PARAMS", {}).items()}
+        full.update(own)
         positive |= {f"{name}.{key}" for key in getattr(method, "POSITIVE", ())}
-    return full, positive
+        non_negative |= {key for key, spec in own.items() if spec in (int, float)}
+    return full, positive, non_negative - positive
 
 
 def flatten(d, prefix=""):
@@ -149,7 +156,7 @@ def validate(raw, source="params.yaml"):
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     flat = flatten(raw)
-    spec_of, positive = schema()
+    spec_of, positive, non_negative = schema()
     unknown = sorted(set(flat) - set(spec_of))
     if unknown:
         raise ParamsError(f"{source}: unknown key '{unknown[0]}' (known keys: {', '.join(spec_of)})")
@@ -166,6 +173,13 @@ def validate(raw, source="params.yaml"):
             if value == AUTO:
                 continue
             spec, what = spec[1], f"{'an int' if spec[1] is int else 'a number'} or 'auto'"
+        if spec is float and isinstance(value, str):
+            # PyYAML (YAML 1.1) reads `1e-4` (no dot) as text, and `dvc exp run -S train.lr=1e-4` writes
+            # just that: take every spelling Python reads as a number
+            with contextlib.suppress(ValueError):
+                value = flat[key] = float(value.replace("_", ""))
+        if spec is float and isinstance(value, float) and not math.isfinite(value):
+            raise ParamsError(f"{source}: '{key}' must be a finite number, got {value}")
         ok = isinstance(value, spec) and not (spec is int and isinstance(value, bool))
         if spec is float and isinstance(value, int) and not isinstance(value, bool):
             ok = True  # 1 is a fine learning rate
@@ -174,6 +188,8 @@ def validate(raw, source="params.yaml"):
                               f"({type(value).__name__})")
         if key in positive and value <= 0:
             raise ParamsError(f"{source}: '{key}' must be positive, got {value}")
+        if key in non_negative and value < 0:
+            raise ParamsError(f"{source}: '{key}' must be 0 or more, got {value}")
     if flat["data.name"] != "textures" and not flat["data.root"]:
         raise ParamsError(f"{source}: 'data.root' must name the dataset's folder when data.name is "
                           f"'{flat['data.name']}'")
@@ -190,13 +206,22 @@ def validate(raw, source="params.yaml"):
         raise ParamsError(f"{source}: 'data.person_min_fraction' is above 'data.person_max_fraction'")
     if flat["data.workers"] < 0:
         raise ParamsError(f"{source}: 'data.workers' must be 0 (all cores) or a process count, got {flat['data.workers']}")
+    if not 0.0 < flat["data.val_fraction"] < 1.0:
+        raise ParamsError(f"{source}: 'data.val_fraction' must be in (0, 1), the share of a folder's images held "
+                          f"out for evaluation, got {flat['data.val_fraction']}")
+    if not 1 <= flat["model.levels"] <= 4:
+        raise ParamsError(f"{source}: 'model.levels' must be 1 to 4 (backbone levels the FPN fuses, from stride "
+                          f"4), got {flat['model.levels']}")
     if not 0.0 <= flat["aug.hue"] <= 0.5:
         raise ParamsError(f"{source}: 'aug.hue' must be in [0, 0.5] turns of the colour circle, got {flat['aug.hue']}")
     if not 0.0 < flat["aug.crop_scale"] <= 1.0:
         raise ParamsError(f"{source}: 'aug.crop_scale' must be in (0, 1], got {flat['aug.crop_scale']}")
-    for key in ("train.epochs", "cluster.images", "curves.every"):
+    for key in ("train.epochs", "cluster.images"):  # after `auto` is resolved
         if flat[key] < 0:
             raise ParamsError(f"{source}: '{key}' must be 0 or more, got {flat[key]}")
+    if flat["cluster.k"] < 2:
+        raise ParamsError(f"{source}: 'cluster.k' must be at least 2, got {flat['cluster.k']} (one cluster "
+                          "segments nothing: every pixel gets it and the loss is 0)")
     if flat["cluster.k_over"] < 0:
         raise ParamsError(f"{source}: 'cluster.k_over' must be 0 (off) or a cluster count, got {flat['cluster.k_over']}")
     if flat["model.backbone"] == "rgb" and flat["train.epochs"] != 0 and methods.trains(flat["method"]):

@@ -1,6 +1,7 @@
 import pytest
 
-from lib.config import ParamsError
+from lib.config import ParamsError, load_params
+from tests.conftest import ROOT
 
 
 def test_default_params_resolve_auto_to_the_protocol_and_the_method(params):
@@ -123,3 +124,57 @@ def test_unknown_key_is_reported(tmp_path):
     (tmp_path / "params.yaml").write_text(text)
     with pytest.raises(ParamsError, match="unknown key 'loss.crosss'"):
         load_params(tmp_path / "params.yaml")
+
+
+# Every value of a numeric key that is accepted, of the probes the sweep below tries; any other probe
+# must be refused with a message naming the key. A new numeric key that accepts a probe fails the
+# sweep until its row here says that value means something.
+ACCEPTED = {
+    "seed": {0}, "data.seed": {0}, "data.workers": {0},  # all cores
+    "data.stuff_fraction": {0.0}, "data.person_min_fraction": {0.0}, "aug.hue": {0.0},  # no hue shift
+    "loss.temperature": {2.0}, "train.lr": {2.0}, "probe.lr": {2.0}, "retrain.lr": {2.0},
+    "cluster.linear_lr": {2.0}, "infoseg.tau": {2.0},
+    "cluster.k_over": {0}, "iic.k_over": {0}, "curves.every": {0}, "report.queries": {0},  # off
+    "cluster.images": {0},  # every image
+    "train.epochs": {0},  # no training
+    "iic.displacement": {0},  # the same location in the other view
+}
+INT_PROBES, FLOAT_PROBES = (-1, 0, 2.5, "x", True), (-1.0, 0.0, 2.0, "x", "nan", ".inf", False)
+
+
+def _numeric_keys():
+    from lib.config import schema
+
+    for key, spec in schema()[0].items():
+        kind = spec[1] if isinstance(spec, tuple) and spec[0] == "auto" else spec
+        if kind in (int, float):
+            yield key, kind
+
+
+@pytest.mark.parametrize("key, kind", list(_numeric_keys()))
+def test_every_numeric_key_refuses_negative_zero_out_of_range_and_wrong_types_by_name(params, key, kind):
+    accepted = set()
+    for probe in INT_PROBES if kind is int else FLOAT_PROBES:
+        try:
+            params(**{key: probe})
+        except ParamsError as e:
+            assert f"'{key}'" in str(e), (probe, str(e))  # the message names the key the user set
+        else:
+            accepted.add(probe)
+    assert accepted == ACCEPTED.get(key, set())
+
+
+@pytest.mark.parametrize("text, value", [("1e-4", 1e-4), ("5E-4", 5e-4), ("1.0e-4", 1e-4), (".001", 0.001),
+                                         ("1_000.5", 1000.5), ("3", 3.0)])
+def test_numbers_are_read_in_every_spelling_a_user_types(tmp_path, text, value):
+    """`dvc exp run -S train.lr=1e-4` writes `lr: 1e-4`, which YAML 1.1 (PyYAML) reads as text."""
+    text_params = (ROOT / "params.yaml").read_text().replace("  lr: auto", f"  lr: {text}", 1)
+    assert f"  lr: {text}" in text_params
+    (tmp_path / "params.yaml").write_text(text_params)
+    p = load_params(tmp_path / "params.yaml")
+    assert p.train.lr == value and isinstance(p.train.lr, float)
+
+
+def test_one_cluster_is_refused(params):
+    with pytest.raises(ParamsError, match=r"'cluster.k' must be at least 2, got 1 \(one cluster segments nothing"):
+        params(**{"cluster.k": 1})

@@ -197,3 +197,14 @@ def test_identical_runs_and_a_killed_then_resumed_run_write_identical_bytes(para
     times = (run / "times.tsv").read_text().splitlines()
     assert [r.split("\t")[0] for r in times] == ["step", "0", "1", "2"]
     assert not list(run.glob(".*"))  # no temporary left, the planted one included
+
+
+def test_more_clusters_than_clustered_pixels_is_a_one_line_error_naming_cluster_k(params, tmp_path, capsys):
+    _, ppath = params(**{**TINY, "cluster.k": 40, "cluster.max_points": 30})
+    prepare_stage.main(out=str(tmp_path / "prepared"), metrics=str(tmp_path / "prep.json"), params=str(ppath))
+    with pytest.raises(SystemExit) as e:
+        train_stage.main(**_paths(tmp_path, ppath))
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and "Traceback" not in err
+    assert "error: k-means was asked for 40 clusters (cluster.k, or cluster.k_over) from only " in err, err
+    assert not (tmp_path / "model.pt").exists()
