@@ -157,6 +157,38 @@ def test_folder_of_unlabelled_images_runs_end_to_end(tmp_path):
     assert np.load(repo / "results/predictions.npy").max() < 4
 
 
+def test_a_changed_folder_is_prepared_again_and_an_unchanged_one_is_not(tmp_path):
+    """DVC sees data.root's path, not its files: the fingerprint stage makes it see them."""
+    from PIL import Image
+
+    repo, env = _project(tmp_path)
+    images = tmp_path / "mine" / "images"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+
+    def photo(name, side=40):
+        Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(images / name)
+
+    for i in range(4):
+        photo(f"p{i}.png")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"].update(name="folder", root=str(tmp_path / "mine"))
+    params["cluster"]["k"] = 4
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    repro = [sys.executable, "-m", "dvc", "repro", "prepare"]
+    assert "Running stage 'prepare'" in _run(repro, repo, env)
+    assert "'prepare' didn't change" in _run(repro, repo, env)  # nothing changed: not prepared again
+    photo("p4.png")  # a new image
+    assert "Running stage 'prepare'" in _run(repro, repo, env)
+    assert json.loads((repo / "metrics/prepare.json").read_text())["train_images"] + \
+        json.loads((repo / "metrics/prepare.json").read_text())["val_images"] == 5
+    photo("p0.png", side=44)  # an image replaced
+    assert "Running stage 'prepare'" in _run(repro, repo, env)
+    (images / "p1.png").unlink()  # one removed
+    assert "Running stage 'prepare'" in _run(repro, repo, env)
+    assert "'prepare' didn't change" in _run(repro, repo, env)
+
+
 @pytest.mark.parametrize("name, build, extra", [
     ("cocostuff27", lambda root: fixtures.cocostuff_small(root), {"min_side": 40}),
     ("cityscapes27", lambda root: fixtures.cityscapes(root), {}),

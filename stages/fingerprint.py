@@ -1,0 +1,20 @@
+"""Stage `fingerprint`: the digest of the files under data.root, so that `prepare` re-runs when they change
+(lib/data/fingerprint.py). Always run by DVC; cheap (file sizes and times, no image is read)."""
+import typer
+
+from lib.cli import user_errors
+from lib.config import load_params
+from lib.data.fingerprint import fingerprint
+from lib.io import write_json
+
+
+@user_errors
+def main(out: str = typer.Option(..., help="the fingerprint (JSON), a dep of prepare"), params: str = "params.yaml"):
+    p = load_params(params)
+    fp = fingerprint(p.data.name, p.data.root)
+    write_json(out, fp)
+    print(f"{p.data.name} {p.data.root or '(embedded)'}: {fp['files']} files, {fp['bytes']} bytes -> {out}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
