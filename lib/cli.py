@@ -1,4 +1,5 @@
 """What every stage script shares: one-line errors, device choice, seeding."""
+import contextlib
 import functools
 import random
 import sys
@@ -31,6 +32,19 @@ def pick_device(name):
     if name == "cuda" and not torch.cuda.is_available():
         raise ParamsError("train.device is 'cuda' but no CUDA device is available (use 'auto' or 'cpu')")
     return torch.device(name)
+
+
+def set_threads(n):
+    """train.threads: the CPU threads of torch and faiss (0: torch's default, the machine's cores or
+    OMP_NUM_THREADS). Results are bit-identical only at the same count (a reduction split differently
+    rounds differently): the count is a param, and train.json records the one used."""
+    if n:
+        torch.set_num_threads(n)
+        with contextlib.suppress(ImportError):
+            import faiss
+
+            faiss.omp_set_num_threads(n)
+    return torch.get_num_threads()
 
 
 def seed_everything(seed):

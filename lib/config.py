@@ -99,6 +99,7 @@ SCHEMA = {
     "train.lr": (AUTO, float),
     "train.device": ("auto", "cpu", "cuda"),
     "train.amp": bool,
+    "train.threads": int,
     "curves.every": int,
     "curves.images": int,
     "curves.max_points": int,
@@ -120,7 +121,7 @@ POSITIVE = {"data.res", "data.train_res", "data.min_side", "data.train_size", "d
             "curves.max_points", "dump.train_points", "probe.epochs", "probe.lr", "retrain.epochs", "retrain.lr",
             "report.images", "report.neighbours"}
 # keys where 0 means something (off, none) but a negative value nothing; others have their own range below
-NON_NEGATIVE = {"seed", "data.seed", "curves.every", "report.queries"}
+NON_NEGATIVE = {"seed", "data.seed", "curves.every", "report.queries", "train.threads"}
 
 
 def schema():

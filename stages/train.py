@@ -17,7 +17,7 @@ from dvclive import Live
 
 from lib import curves
 from lib.checkpoint import resume_key, save, save_model
-from lib.cli import pick_device, seed_everything, user_errors
+from lib.cli import pick_device, set_threads, seed_everything, user_errors
 from lib.config import as_dict, load_params
 from lib.data import DataError, Prepared
 from lib.io import atomic_path, remove_stale, write_json
@@ -55,6 +55,7 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
     p = load_params(params)
     pd = as_dict(p)
     print("config:\n" + yaml.safe_dump(pd, sort_keys=False), flush=True)
+    threads = set_threads(p.train.threads)
     device = pick_device(p.train.device)
     g = seed_everything(p.seed)
     prepared = Prepared(data)
@@ -71,7 +72,7 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
     params_list = list(model.parameters())
     optimizer = torch.optim.Adam(params_list, lr=p.train.lr) if params_list else None
     print(f"{len(images)} training images, {sum(x.numel() for x in params_list) / 1e6:.2f}M parameters, "
-          f"device {device}, k-means by {p.cluster.backend}", flush=True)
+          f"device {device}, {threads} CPU threads, k-means by {p.cluster.backend}", flush=True)
 
     start, history = 0, []
     key = resume_key(pd, "train", dvc_yaml)  # the params and deps dvc.yaml lists for this stage
@@ -116,7 +117,7 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
 
     save_model(model, out, pd)
     write_times(epoch_times, history)
-    summary = {"epochs": n_epochs}
+    summary = {"epochs": n_epochs, "threads": threads}
     if history:
         summary.update({"final_loss": round(history[-1]["stats"]["loss"], 5),
                         "epoch_time_s": round(sum(h["times"]["epoch_time_s"] for h in history) / len(history), 2),

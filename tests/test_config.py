@@ -138,6 +138,7 @@ ACCEPTED = {
     "cluster.images": {0},  # every image
     "train.epochs": {0},  # no training
     "iic.displacement": {0},  # the same location in the other view
+    "train.threads": {0},  # torch's default: all cores
 }
 INT_PROBES, FLOAT_PROBES = (-1, 0, 2.5, "x", True), (-1.0, 0.0, 2.0, "x", "nan", ".inf", False)
 

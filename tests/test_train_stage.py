@@ -172,7 +172,8 @@ def test_identical_runs_and_a_killed_then_resumed_run_write_identical_bytes(para
     model.pt whose md5 changed on every run made every later stage re-run); a training SIGKILLed after
     its first epoch and run again resumes and ends with the same bytes, curves included, and leaves
     no temporary behind."""
-    _, ppath = params(**{**TINY, "train.epochs": 3, "curves.images": 8, "curves.max_points": 500})
+    _, ppath = params(**{**TINY, "train.epochs": 3, "curves.images": 8, "curves.max_points": 500,
+                         "train.threads": 1})
     prepare_stage.main(out=str(tmp_path / "prepared"), metrics=str(tmp_path / "prep.json"), params=str(ppath))
     runs = {}
     for name in ("once", "again", "killed"):
@@ -197,6 +198,7 @@ def test_identical_runs_and_a_killed_then_resumed_run_write_identical_bytes(para
     times = (run / "times.tsv").read_text().splitlines()
     assert [r.split("\t")[0] for r in times] == ["step", "0", "1", "2"]
     assert not list(run.glob(".*"))  # no temporary left, the planted one included
+    assert json.loads((run / "train.json").read_text())["threads"] == 1  # train.threads, applied and recorded
 
 
 def test_more_clusters_than_clustered_pixels_is_a_one_line_error_naming_cluster_k(params, tmp_path, capsys):
