@@ -91,6 +91,7 @@ SCHEMA = {
     "cluster.restarts": int,
     "cluster.labels": ("snapshot", "online"),
     "cluster.linear_epochs": int,
+    "cluster.head_fit": int,
     "cluster.linear_lr": float,
     "cluster.backend": ("faiss", "torch"),
     "cluster.bn": ("eval", "train"),
@@ -121,7 +122,7 @@ POSITIVE = {"data.res", "data.train_res", "data.min_side", "data.train_size", "d
             "curves.max_points", "dump.train_points", "probe.epochs", "probe.lr", "retrain.epochs", "retrain.lr",
             "report.images", "report.neighbours"}
 # keys where 0 means something (off, none) but a negative value nothing; others have their own range below
-NON_NEGATIVE = {"seed", "data.seed", "curves.every", "report.queries", "train.threads"}
+NON_NEGATIVE = {"seed", "data.seed", "curves.every", "report.queries", "train.threads", "cluster.head_fit"}
 
 
 def schema():

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from lib.clustering import assign, kmeans, neg_sq_distance
+from lib.clustering import assign, fit_linear_classifier, kmeans, neg_sq_distance
 from lib.features import to_tensor
 from lib.loop import now, run_batches, use_amp
 from lib.losses import balance_weights, cluster_loss, overcluster_lambdas, prototype_scores
@@ -45,6 +45,7 @@ class Clustering:
     k: int
     centroids: tuple  # (mu1, mu2); the same tensor twice when there is one clustering
     weights: tuple  # (w1, w2) or (None, None)
+    samples: tuple = (None, None)  # the pixel features clustered (x1, x2), kept while linear heads are fitted
 
 
 def _sample_pixels(z, n, g):
@@ -96,7 +97,8 @@ def cluster_pass(model, images, p, g, device, epoch, views=2):
         if p.loss.balance:
             weights = tuple(balance_weights(torch.bincount(assign(xv, mu), minlength=k))
                             for xv, mu in zip((x1, x2), mus))
-        levels.append(Clustering(k, mus, weights))
+        keep = p.cluster.head_fit > 0 and p.model.classifier == "linear"
+        levels.append(Clustering(k, mus, weights, (x1, x2) if keep else (None, None)))
     model.train()
     return levels, {"cluster_forward": t1 - t0, "kmeans": time.perf_counter() - t1}
 
@@ -118,6 +120,23 @@ class Classifiers(nn.Module):
                 shared = c.centroids[0] is c.centroids[1]
                 h1 = nn.Conv2d(dim, c.k, 1)
                 self.heads.append(nn.ModuleList([h1, h1 if shared else nn.Conv2d(dim, c.k, 1)]))
+
+    def fit_heads(self, epochs, lr, balance, seed):
+        """Fit each fresh linear head on its view's clustered pixels and their k-means labels before the
+        network trains under it (`cluster.head_fit`), so that the backbone's first gradients of the epoch
+        come from a head that predicts the clusters instead of a random one. The samples are then let go."""
+        for li, c in enumerate(self.levels):
+            done = {}
+            for view, (x, mu) in enumerate(zip(c.samples, c.centroids)):
+                head = self.heads[li][view]
+                if id(head) in done:  # one clustering, one head shared by both views
+                    continue
+                wb, _ = fit_linear_classifier(x, assign(x, mu), c.k, epochs, lr, balance, seed + 7 * li + view)
+                with torch.no_grad():
+                    head.weight.copy_(wb[:, :-1, None, None])
+                    head.bias.copy_(wb[:, -1])
+                done[id(head)] = True
+            c.samples = (None, None)
 
     def scores(self, z, level, view):
         if self.kind == "linear":
@@ -163,6 +182,8 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch, views, loss):
     t0 = time.perf_counter()
     levels, times = cluster_pass(model, images, p, g, device, epoch, views)
     clf = Classifiers(levels, p.model.classifier, p.model.dim, p.loss.scores, p.loss.temperature).to(device)
+    if clf.heads and p.cluster.head_fit > 0:
+        clf.fit_heads(p.cluster.head_fit, p.cluster.linear_lr, p.loss.balance, p.seed * 1000 + epoch)
     optimizers = [optimizer] + ([torch.optim.Adam(clf.parameters(), lr=p.train.lr)] if clf.heads else [])
     # Labels from the network as it was when the epoch's clusters were made (as
     # the authors' labelling pass), computed batch by batch instead of in a

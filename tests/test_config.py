@@ -139,6 +139,7 @@ ACCEPTED = {
     "train.epochs": {0},  # no training
     "iic.displacement": {0},  # the same location in the other view
     "train.threads": {0},  # torch's default: all cores
+    "cluster.head_fit": {0},  # random heads, as DeepCluster
 }
 INT_PROBES, FLOAT_PROBES = (-1, 0, 2.5, "x", True), (-1.0, 0.0, 2.0, "x", "nan", ".inf", False)
 

@@ -70,3 +70,24 @@ def test_no_code_outside_a_methods_module_and_the_registry_names_a_method():
                     and node.value not in NOT_A_METHOD.get(rel, ()):
                 found.append(f"{rel}:{node.lineno} {node.value!r}")
     assert not found, found
+
+
+def _head_steps(params, mode, epoch):
+    """Which of an IIC network's heads (main, over-clustering) one epoch of training moves."""
+    p, _ = params(method="iic", **{**TINY, "iic.heads": mode, "train.batch_size": 2, "cluster.k": 3})
+    torch.manual_seed(0)
+    model = methods.build(p)
+    before = [[q.detach().clone() for q in h.parameters()] for h in model.heads.heads]
+    images = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8).numpy()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    stats, _ = methods.train_one_epoch(model, images, optimizer, p, torch.Generator().manual_seed(0),
+                                       torch.device("cpu"), epoch)
+    assert {"mi", "mi_over"} <= set(stats)  # both heads' MI logged whichever is trained
+    return [any(not torch.equal(a, q) for a, q in zip(old, h.parameters()))
+            for old, h in zip(before, model.heads.heads)]
+
+
+def test_iic_heads_alternate_as_iic_one_over_clustering_epoch_then_two_main_ones(params):
+    assert _head_steps(params, "sum", 0) == [True, True]
+    assert [_head_steps(params, "alternate", e) for e in range(4)] == [
+        [False, True], [True, False], [True, False], [False, True]]

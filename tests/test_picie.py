@@ -164,3 +164,35 @@ def test_crop_measure_side_draws_the_side_fraction(params):
     x = to_tensor(_images(8), "cpu")
     x1, _, theta = augment(x, p, torch.Generator().manual_seed(0))
     assert x1.shape == (8, 3, 32, 32) and (theta[:, 0, 0].abs() * theta[:, 1, 1]).min() < 0.25  # smaller crops
+
+
+def test_head_fit_starts_the_linear_heads_as_predictors_of_the_clusters(params):
+    """cluster.head_fit: the epoch's fresh linear heads are fitted on the clustered pixels first, so they
+    label those pixels as k-means did (a random head agrees with ~1/K of them), and the within-view loss
+    the backbone's first step sees is lower; 0 leaves DeepCluster's random heads."""
+    from lib.clustering import assign
+
+    images = _images()
+    agreements, losses = {}, {}
+    for fit in (0, 200):  # 2000 points: one Adam step per epoch of the fit
+        p, _ = params(**TINY, method="mdc", **{"cluster.head_fit": fit})
+        torch.manual_seed(0)
+        model = build_model("efficientnet_lite0", "", 16)
+        levels, _ = cluster_pass(model, images, p, torch.Generator().manual_seed(0), torch.device("cpu"), 0, views=1)
+        x, mu = levels[0].samples[0], levels[0].centroids[0]
+        assert (x is not None) == (fit > 0)  # the samples are kept only to be fitted on
+        if x is None:
+            x, _ = cluster_pass(model, images, params(**TINY, method="mdc", **{"cluster.head_fit": 1})[0],
+                                torch.Generator().manual_seed(0), torch.device("cpu"), 0, views=1)[0][0].samples
+        torch.manual_seed(1)
+        clf = Classifiers(levels, p.model.classifier, 16)
+        if fit:
+            clf.fit_heads(fit, p.cluster.linear_lr, p.loss.balance, 0)
+            assert levels[0].samples == (None, None)  # let go after the fit
+        head = clf.heads[0][0]
+        with torch.no_grad():
+            agreements[fit] = (head(x[:, :, None, None])[:, :, 0, 0].argmax(1) == assign(x, mu)).float().mean().item()
+            z1, _ = forward_views(model.eval(), to_tensor(images[:8], "cpu"), None, None)
+            losses[fit] = mdc.mdc_loss(z1, None, clf, p)[0].item()
+    assert agreements[200] > 0.8 and agreements[0] < 0.5, agreements
+    assert losses[200] < losses[0] - 0.3, losses

@@ -5,8 +5,12 @@ auxiliary over-clustering head (`iic.k_over`, 45 in PiCIE's runs), each a 1x1
 convolution and a softmax over clusters. The objective is the mutual
 information between a pixel's assignment in view 1 and the assignments of it
 and its neighbours (`iic.displacement`, at feature resolution) in view 2, after
-view 2 is mapped by the same geometric transform as view 1 (lib/views). Both
-heads' MI are maximised, summed. Scored by the main head's own argmax.
+view 2 is mapped by the same geometric transform as view 1 (lib/views).
+`iic.heads` says how the two heads share the training: `alternate`, IIC's
+own schedule (its code trains the over-clustering head for one pass over the
+data, then the main head for two, and repeats: here epoch e trains the
+over-clustering head when e % 3 == 0, the main head otherwise), or `sum`,
+both heads' MI maximised at every step. Scored by the main head's own argmax.
 """
 import time
 
@@ -20,7 +24,7 @@ from lib.views import augment, forward_views
 
 LABEL = "IIC"
 CLASSIFIER = "argmax"
-PARAMS = {"k_over": int, "displacement": int}  # the `iic` section of params.yaml
+PARAMS = {"k_over": int, "displacement": int, "heads": ("alternate", "sum")}  # the `iic` section of params.yaml
 
 
 class ClusterHeads(nn.Module):
@@ -66,27 +70,37 @@ def from_arch(arch):
     return AssignmentNet(network_from_arch(arch["net"]), arch["k"], arch["k_over"])
 
 
-def iic_loss(heads, z1, z2, displacement=1):
-    """-(sum over heads of I(view-1 assignment; view-2 assignment around it)); also the per-head MI."""
+def active_heads(n_heads, mode, epoch):
+    """Indices of the heads (0: main, 1: over-clustering) whose MI an epoch maximises."""
+    if mode == "sum" or n_heads == 1:
+        return tuple(range(n_heads))
+    return (1,) if epoch % 3 == 0 else (0,)  # IIC's order: over-clustering first, then the main head twice
+
+
+def iic_loss(heads, z1, z2, displacement=1, active=None):
+    """-(sum over the active heads (default: all) of I(view-1 assignment; view-2 assignment around it));
+    also every head's MI, active or not, so that the logged curves have the same columns every epoch."""
     total, parts = 0.0, {}
     for i, (p1, p2) in enumerate(zip(heads(z1), heads(z2))):
         mi = iic_mutual_information(p1, p2, displacement)
-        total = total - mi
+        if active is None or i in active:
+            total = total - mi
         parts["mi" if i == 0 else "mi_over"] = mi.detach()
     return total, parts
 
 
 def train_one_epoch(model, images, optimizer, p, g, device, epoch):
-    """One IIC epoch: no clustering pass; the heads' MI between the two views of each batch."""
+    """One IIC epoch: no clustering pass; the active heads' MI between the two views of each batch."""
     t0 = time.perf_counter()
     amp = use_amp(p, device)
+    active = active_heads(len(model.heads.heads), p.iic.heads, epoch)
 
     def step(x, times):
         t = now(device)
         views = augment(x, p, g)
         times["augment"] += now(device) - t
         z1, z2 = forward_views(model.net, *views, amp=amp, normalize=False)  # raw: the heads' input
-        return iic_loss(model.heads, z1, z2, p.iic.displacement)
+        return iic_loss(model.heads, z1, z2, p.iic.displacement, active)
 
     return run_batches(model, images, p, g, device, epoch, step, [optimizer], t0)
 
@@ -94,4 +108,4 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch):
 def describe(params):
     return [describe_network(params),
             f"- IIC: K `{params['cluster']['k']}`, auxiliary over-clustering head `{params['iic']['k_over']}`, "
-            f"displacement `{params['iic']['displacement']}`"]
+            f"displacement `{params['iic']['displacement']}`, heads trained `{params['iic']['heads']}`"]
