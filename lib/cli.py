@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import torch
 
-from lib.errors import DataError, ParamsError, WeightsError
+from lib.errors import DataError, DistributedError, ParamsError, WeightsError
 
-USER_ERRORS = (ParamsError, DataError, WeightsError, FloatingPointError)
+USER_ERRORS = (ParamsError, DataError, WeightsError, FloatingPointError, DistributedError)
 
 
 def user_errors(fn):

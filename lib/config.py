@@ -101,6 +101,8 @@ SCHEMA = {
     "train.device": ("auto", "cpu", "cuda"),
     "train.amp": bool,
     "train.threads": int,
+    "train.nproc": int,
+    "train.timeout": int,
     "curves.every": int,
     "curves.images": int,
     "curves.max_points": int,
@@ -118,7 +120,7 @@ SCHEMA = {
 
 POSITIVE = {"data.res", "data.train_res", "data.min_side", "data.train_size", "data.val_size", "model.dim",
             "cluster.k", "cluster.niter", "cluster.max_points", "cluster.restarts", "cluster.linear_epochs",
-            "cluster.linear_lr", "train.batch_size", "train.lr", "loss.temperature", "curves.images",
+            "cluster.linear_lr", "train.batch_size", "train.lr", "train.nproc", "train.timeout", "loss.temperature", "curves.images",
             "curves.max_points", "dump.train_points", "probe.epochs", "probe.lr", "retrain.epochs", "retrain.lr",
             "report.images", "report.neighbours"}
 # keys where 0 means something (off, none) but a negative value nothing; others have their own range below
@@ -221,6 +223,9 @@ def validate(raw, source="params.yaml"):
     for key in ("train.epochs", "cluster.images"):  # after `auto` is resolved
         if flat[key] < 0:
             raise ParamsError(f"{source}: '{key}' must be 0 or more, got {flat[key]}")
+    if flat["train.batch_size"] % flat["train.nproc"]:
+        raise ParamsError(f"{source}: 'train.batch_size' ({flat['train.batch_size']}) must be a multiple of "
+                          f"'train.nproc' ({flat['train.nproc']}): each process trains on an equal share of every batch")
     if flat["cluster.k"] < 2:
         raise ParamsError(f"{source}: 'cluster.k' must be at least 2, got {flat['cluster.k']} (one cluster "
                           "segments nothing: every pixel gets it and the loss is 0)")

@@ -31,6 +31,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from lib.clustering import assign, fit_linear_classifier, kmeans, neg_sq_distance
+from lib.distributed import all_cat, broadcast, is_main, rows
 from lib.features import to_tensor
 from lib.loop import now, run_batches, use_amp
 from lib.losses import balance_weights, cluster_loss, overcluster_lambdas, prototype_scores
@@ -48,11 +49,12 @@ class Clustering:
     samples: tuple = (None, None)  # the pixel features clustered (x1, x2), kept while linear heads are fitted
 
 
-def _sample_pixels(z, n, g):
-    """n random pixel features per image of z (B, d, h, w) -> (B * n, d)."""
+def _sample_pixels(z, n, g, batch):
+    """n random pixel features per image of z (b, d, h, w) -> (b * n, d), z being this process's rows
+    of a batch of `batch` images: the draw is the whole batch's, as on one process (lib/distributed)."""
     b, d, h, w = z.shape
     flat = z.permute(0, 2, 3, 1).reshape(b, h * w, d)
-    idx = torch.rand(b, h * w, generator=g).argsort(1)[:, :n].to(z.device)
+    idx = torch.rand(batch, h * w, generator=g).argsort(1)[rows(batch), :n].to(z.device)
     return torch.gather(flat, 1, idx[..., None].expand(-1, -1, d)).reshape(-1, d)
 
 
@@ -74,11 +76,12 @@ def cluster_pass(model, images, p, g, device, epoch, views=2):
     per_image = max(1, min(fres * fres, math.ceil(p.cluster.max_points / m)))
     amp = use_amp(p, device)
     feats1, feats2 = [], []
-    for i in tqdm(range(0, m, p.train.batch_size), desc=f"epoch {epoch} cluster", leave=False):
+    for i in tqdm(range(0, m, p.train.batch_size), desc=f"epoch {epoch} cluster", leave=False, disable=not is_main()):
         x = to_tensor(images[order[i:i + p.train.batch_size]], device)
         z1, z2 = forward_views(model, *augment(x, p, g, views), amp=amp)
-        feats1.append(_sample_pixels(z1, per_image, g))
-        feats2.append(feats1[-1] if z2 is None else _sample_pixels(z2, per_image, g))
+        # every process's rows of the batch, in rank order: the sample one process would have drawn
+        feats1.append(all_cat(_sample_pixels(z1, per_image, g, len(x))))
+        feats2.append(feats1[-1] if z2 is None else all_cat(_sample_pixels(z2, per_image, g, len(x))))
     x1, x2 = torch.cat(feats1), torch.cat(feats2)
     t1 = time.perf_counter()
     if not (torch.isfinite(x1).all() and torch.isfinite(x2).all()):
@@ -86,21 +89,34 @@ def cluster_pass(model, images, p, g, device, epoch, views=2):
                                  "(the network diverged; lower train.lr?)")
     levels = []
     for k in [p.cluster.k] + ([p.cluster.k_over] if p.cluster.k_over else []):
-        seed = p.seed * 1000 + epoch
-        if p.cluster.single or views == 1:  # one clustering (of view 2, whose labels are G of the image's)
-            mu = kmeans(x2, k, p.cluster.niter, seed, p.cluster.backend)
-            mus = (mu, mu)
-        else:
-            mus = (kmeans(x1, k, p.cluster.niter, seed, p.cluster.backend),
-                   kmeans(x2, k, p.cluster.niter, seed + 1, p.cluster.backend))
-        weights = (None, None)
-        if p.loss.balance:
-            weights = tuple(balance_weights(torch.bincount(assign(xv, mu), minlength=k))
-                            for xv, mu in zip((x1, x2), mus))
+        one = p.cluster.single or views == 1  # one clustering (of view 2, whose labels are G of the image's)
+        mus, weights = _kmeans_level(x1, x2, k, one, p, epoch) if is_main() else (
+            tuple(torch.empty(k, x1.shape[1], device=x1.device) for _ in range(1 if one else 2)),
+            tuple(torch.empty(k, device=x1.device) if p.loss.balance else None for _ in range(2)))
+        # k-means once, on the first process; the others get its centroids and weights
+        mus = tuple(broadcast(list(mus), x1.device))
+        mus = mus * 2 if one else mus
+        weights = tuple(broadcast(list(weights), x1.device))
         keep = p.cluster.head_fit > 0 and p.model.classifier == "linear"
         levels.append(Clustering(k, mus, weights, (x1, x2) if keep else (None, None)))
     model.train()
     return levels, {"cluster_forward": t1 - t0, "kmeans": time.perf_counter() - t1}
+
+
+def _kmeans_level(x1, x2, k, one, p, epoch):
+    """One level's centroids (one tuple entry with a single clustering, else one per view) and balance
+    weights per view ((None, None) without loss.balance)."""
+    seed = p.seed * 1000 + epoch
+    if one:
+        mus = (kmeans(x2, k, p.cluster.niter, seed, p.cluster.backend),)
+    else:
+        mus = (kmeans(x1, k, p.cluster.niter, seed, p.cluster.backend),
+               kmeans(x2, k, p.cluster.niter, seed + 1, p.cluster.backend))
+    weights = (None, None)
+    if p.loss.balance:
+        weights = tuple(balance_weights(torch.bincount(assign(xv, mu), minlength=k))
+                        for xv, mu in zip((x1, x2), mus * 2 if one else mus))
+    return mus, weights
 
 
 class Classifiers(nn.Module):
@@ -204,4 +220,4 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch, views, loss):
         times["label"] += now(device) - ta
         return loss(*forward_views(model, *batch_views, amp=amp), clf, p, labels)
 
-    return run_batches(model, images, p, g, device, epoch, step, optimizers, t0, times)
+    return run_batches(model, images, p, g, device, epoch, step, optimizers, t0, times, modules=[clf])

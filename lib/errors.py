@@ -14,6 +14,10 @@ class WeightsError(ValueError):
     """A missing, unreadable or foreign weights or model file: the message names it."""
 
 
+class DistributedError(RuntimeError):
+    """A training process failed or stopped answering: the message says which, and how to go on."""
+
+
 def warn(message):
     """Something the run can go on with but the user must hear of: one line on stderr."""
     print(f"warning: {message}", file=sys.stderr, flush=True)

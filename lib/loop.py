@@ -1,11 +1,13 @@
 """The batch loop every method trains with: shuffled full batches, one step each, a stop on
 a non-finite loss, and where the time went (for the outside/inside ratio)."""
+import math
 import time
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from lib.distributed import is_main, mean_of, wrap
 from lib.features import to_tensor
 
 
@@ -21,7 +23,7 @@ def use_amp(p, device):
     return device.type == "cuda" and p.train.amp
 
 
-def run_batches(model, images, p, g, device, epoch, step, optimizers, t0, times=None):
+def run_batches(model, images, p, g, device, epoch, step, optimizers, t0, times=None, modules=()):
     """The rest of an epoch begun at t0: step(x, times) -> (loss, parts) for each batch x, then
     backward and every optimiser, with the model in training mode.
 
@@ -32,23 +34,31 @@ def run_batches(model, images, p, g, device, epoch, step, optimizers, t0, times=
     times["epoch_time_s"] is the whole epoch's, from t0.
     Full batches only (the last partial one is dropped, as a DataLoader with
     drop_last). Returns the mean of each loss part and the epoch's times.
+
+    Under torch.distributed every process reads the whole batch and the step
+    works on its own rows of it (lib/distributed); the step runs inside
+    DistributedDataParallel over the model and `modules` (other trained
+    modules, as an epoch's linear heads), which averages the gradients; the
+    losses logged are the processes' mean.
     """
     times = {} if times is None else times
     for key in ("cluster", "data", "augment", "label", "train"):
         times.setdefault(key, 0.0)
     model.train()
+    call = wrap([model, *modules], device)
     bs = p.train.batch_size
     order = torch.randperm(len(images), generator=g).numpy()
     sums, steps = {}, 0
-    bar = tqdm(range(max(1, len(images) // bs)), desc=f"epoch {epoch} train", leave=False)
+    bar = tqdm(range(max(1, len(images) // bs)), desc=f"epoch {epoch} train", leave=False, disable=not is_main())
     for b in bar:
         t = now(device)
         x = to_tensor(images[np.sort(order[b * bs:(b + 1) * bs])], device)
         t1 = now(device)
         aside = times["augment"] + times["label"]
-        loss, parts = step(x, times)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at epoch {epoch}, step {steps}: "
+        loss, parts = call(step, x, times)
+        value = mean_of(loss.item())  # every process stops together on a non-finite loss
+        if not math.isfinite(value):
+            raise FloatingPointError(f"non-finite loss {value} at epoch {epoch}, step {steps}: "
                                      "stopping (lower train.lr?)")
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
@@ -65,4 +75,4 @@ def run_batches(model, images, p, g, device, epoch, step, optimizers, t0, times=
         bar.set_postfix(loss=f"{parts['loss']:.3f}")
     times["epoch_time_s"] = time.perf_counter() - t0
     times["outside_ratio"] = (times["epoch_time_s"] - times["train"]) / max(times["train"], 1e-9)
-    return {key: v / max(steps, 1) for key, v in sums.items()}, times
+    return {key: mean_of(v / max(steps, 1)) for key, v in sums.items()}, times

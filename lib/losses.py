@@ -4,6 +4,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from lib.distributed import all_sum, world
+
 
 def prototype_scores(z, mu, kind="cosine", temperature=1.0):
     """Logits of features z (B, d, h, w) for centroids mu (K, d) -> (B, K, h, w): -d(z, mu_k) with d the
@@ -26,9 +28,15 @@ def cluster_loss(scores, labels, weight=None):
     """Cross-entropy of pseudo-labels under the scores (Eq. 5), optionally class-weighted.
 
     With weights, the mean is weighted (sum w_y * l / sum w_y), so a batch's
-    loss keeps the scale of the unweighted loss.
+    loss keeps the scale of the unweighted loss. Under torch.distributed the
+    denominator is the whole batch's (over the processes' count), so that the
+    processes' mean loss, and DDP's mean gradient, are one process's.
     """
-    return F.cross_entropy(scores, labels, weight=None if weight is None else weight.to(scores))
+    if weight is None or world() == 1:
+        return F.cross_entropy(scores, labels, weight=None if weight is None else weight.to(scores))
+    w = weight.to(scores)
+    norm = all_sum(w[labels].sum().detach()) / world()
+    return F.cross_entropy(scores, labels, weight=w, reduction="sum") / norm
 
 
 def balance_weights(counts):

@@ -13,6 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from lib.distributed import all_sum
+
 EPS = 1e-8
 
 
@@ -23,6 +25,9 @@ def joint_distribution(p1, p2, displacement=0):
     # batch -> channels: one conv sums over images and pixels for every displacement
     joint = F.conv2d(p1.transpose(0, 1), p2.transpose(0, 1), padding=displacement).sum((2, 3))
     assert joint.shape == (k, k)
+    # Under torch.distributed each process holds its rows of the batch: the joint is the sum over all of
+    # them, as one process's (its gradient reaches every process's rows: lib/distributed.all_sum)
+    joint = all_sum(joint)
     joint = (joint + joint.t()) / 2
     return joint / joint.sum().clamp_min(EPS)
 

@@ -10,6 +10,7 @@ view 1 alone, as Modified DeepCluster sees its images.
 import torch
 import torch.nn.functional as F
 
+from lib.distributed import own_rows
 from lib.transforms import apply_geometric, photometric, resize, sample_geometric
 
 
@@ -40,8 +41,11 @@ def forward_views(model, x1, x2, theta, amp=False, normalize=True):
     norm over C with normalize=True, or what the network gives before it (IIC's heads take that).
 
     Both views go through the network as one batch of 2B: one pass is faster
-    than two, and batch-norm sees both views.
+    than two, and batch-norm sees both views. Under torch.distributed the views
+    are the whole batch's, drawn alike by every process, and each process
+    forwards its own rows of them (lib/distributed): z1, z2 are those rows'.
     """
+    x1, x2, theta = own_rows(x1, x2, theta)
     b = x1.shape[0]
     if x2 is None:
         with torch.autocast(x1.device.type, dtype=torch.bfloat16, enabled=amp):

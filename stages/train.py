@@ -15,7 +15,7 @@ import typer
 import yaml
 from dvclive import Live
 
-from lib import curves
+from lib import curves, distributed
 from lib.checkpoint import resume_key, save, save_model
 from lib.cli import pick_device, set_threads, seed_everything, user_errors
 from lib.config import as_dict, load_params
@@ -53,31 +53,50 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
          checkpoint: str = typer.Option(..., help="resumable state, kept until training ends"),
          params: str = "params.yaml", dvc_yaml: str = "dvc.yaml"):
     p = load_params(params)
+    if p.train.nproc > 1 and not distributed.launched():
+        # this stage's own command again, in train.nproc processes under torch's elastic launcher
+        args = {"data": data, "out": out, "metrics": metrics, "live-dir": live_dir, "epoch-times": epoch_times,
+                "checkpoint": checkpoint, "params": params, "dvc-yaml": dvc_yaml}
+        return distributed.launch(p.train.nproc, "stages.train", [a for k, v in args.items() for a in (f"--{k}", v)])
+    device = distributed.local_device(pick_device(p.train.device))
+    distributed.init(device, p.train.timeout)
+    try:
+        train(p, device, data, out, metrics, live_dir, epoch_times, checkpoint, dvc_yaml)
+    except torch.distributed.DistError as e:  # a collective timed out or lost its peer
+        raise distributed.lost(e) from None
+    finally:
+        distributed.close()
+
+
+def train(p, device, data, out, metrics, live_dir, epoch_times, checkpoint, dvc_yaml):
+    say = print if distributed.is_main() else (lambda *a, **k: None)  # one process speaks and writes
     pd = as_dict(p)
-    print("config:\n" + yaml.safe_dump(pd, sort_keys=False), flush=True)
+    say("config:\n" + yaml.safe_dump(pd, sort_keys=False), flush=True)
     threads = set_threads(p.train.threads)
-    device = pick_device(p.train.device)
     g = seed_everything(p.seed)
     prepared = Prepared(data)
     images = prepared.images("train")
     val_images, val_labels = prepared.images("val"), prepared.labels("val")
     scored = val_labels is not None and len(prepared.classes) > 0 and p.curves.every > 0
     if p.curves.every > 0 and not scored:
-        print("learning curves off: the validation split has no labels", flush=True)
+        say("learning curves off: the validation split has no labels", flush=True)
     if images.shape[1] != p.data.train_res:
         raise DataError(f"{data}: training images are {images.shape[1]} px but data.train_res is "
                         f"{p.data.train_res}; re-run the prepare stage (dvc repro)")
-    model = build(p, prepared.channels).to(device)
+    model = distributed.sync_batch_norm(build(p, prepared.channels), device).to(device)
     n_epochs = epochs(p)
     params_list = list(model.parameters())
     optimizer = torch.optim.Adam(params_list, lr=p.train.lr) if params_list else None
-    print(f"{len(images)} training images, {sum(x.numel() for x in params_list) / 1e6:.2f}M parameters, "
-          f"device {device}, {threads} CPU threads, k-means by {p.cluster.backend}", flush=True)
+    say(f"{len(images)} training images, {sum(x.numel() for x in params_list) / 1e6:.2f}M parameters, "
+        f"device {device}, {threads} CPU threads" + (f" in each of {distributed.world()} processes"
+                                                      if distributed.world() > 1 else "")
+        + f", k-means by {p.cluster.backend}", flush=True)
 
     start, history = 0, []
     key = resume_key(pd, "train", dvc_yaml)  # the params and deps dvc.yaml lists for this stage
     ckpt_path = Path(checkpoint)
-    remove_stale(ckpt_path, ckpt_path.suffix)  # a run killed while saving its checkpoint leaves a temporary
+    if distributed.is_main():
+        remove_stale(ckpt_path, ckpt_path.suffix)  # a run killed while saving its checkpoint leaves a temporary
     if ckpt_path.is_file() and n_epochs > 0:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if state.get("config") == key and state["epoch"] < n_epochs:
@@ -85,10 +104,17 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
             optimizer.load_state_dict(state["optimizer"])
             g.set_state(state["generator"])
             start, history = state["epoch"], json.loads(state["history"])
-            print(f"resuming from {ckpt_path} after epoch {start}", flush=True)
+            say(f"resuming from {ckpt_path} after epoch {start}", flush=True)
         else:
-            print(f"not resuming {ckpt_path}: it is from other params or code than this run (the train stage's "
-                  "params and deps in dvc.yaml); starting afresh", flush=True)
+            say(f"not resuming {ckpt_path}: it is from other params or code than this run (the train stage's "
+                "params and deps in dvc.yaml); starting afresh", flush=True)
+    distributed.barrier()  # every process has read the checkpoint before the first one replaces it
+
+    if not distributed.is_main():  # the others train alongside; the first writes curves, checkpoints, outputs
+        for epoch in range(start, n_epochs):
+            train_one_epoch(model, images, optimizer, p, g, device, epoch)
+        distributed.barrier()
+        return
 
     # The curves are re-written from the history at every start: DVC deletes the stage's outputs before
     # it runs, so a resumed run's earlier epochs come from its checkpoint, and its curves equal an
@@ -118,6 +144,8 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
     save_model(model, out, pd)
     write_times(epoch_times, history)
     summary = {"epochs": n_epochs, "threads": threads}
+    if distributed.world() > 1:
+        summary["processes"] = distributed.world()
     if history:
         summary.update({"final_loss": round(history[-1]["stats"]["loss"], 5),
                         "epoch_time_s": round(sum(h["times"]["epoch_time_s"] for h in history) / len(history), 2),
@@ -128,6 +156,7 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
                                                / sum(h["times"]["epoch_time_s"] for h in scored_epochs), 4)
     write_json(metrics, summary)
     ckpt_path.unlink(missing_ok=True)
+    distributed.barrier()
     print(f"saved {out}")
 
 

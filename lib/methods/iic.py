@@ -94,6 +94,10 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch):
     t0 = time.perf_counter()
     amp = use_amp(p, device)
     active = active_heads(len(model.heads.heads), p.iic.heads, epoch)
+    # a head the epoch does not train is frozen for it: no gradient, no optimiser step (under DDP too,
+    # which would otherwise give it a zero gradient, and Adam a step)
+    for i, head in enumerate(model.heads.heads):
+        head.requires_grad_(i in active)
 
     def step(x, times):
         t = now(device)
@@ -102,7 +106,10 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch):
         z1, z2 = forward_views(model.net, *views, amp=amp, normalize=False)  # raw: the heads' input
         return iic_loss(model.heads, z1, z2, p.iic.displacement, active)
 
-    return run_batches(model, images, p, g, device, epoch, step, [optimizer], t0)
+    try:
+        return run_batches(model, images, p, g, device, epoch, step, [optimizer], t0)
+    finally:
+        model.heads.requires_grad_(True)
 
 
 def describe(params):

@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lib.distributed import all_cat, own_rows, rows
 from lib.loop import now, run_batches, use_amp
 from lib.mi import dv_bound, iic_mutual_information, jsd_bound
 from lib.transforms import resize
@@ -139,13 +140,19 @@ def pair_scores(local, s):
 
 
 def infoseg_loss(local, glob, tau, bound="jsd", hard=False):
-    """-(MI bound of Eq. 6, averaged over positions); also returns V for the segmentation."""
-    b = local.shape[0]
-    if b < 2:
-        raise ValueError("InfoSeg needs at least 2 images per batch: negatives come from other images")
+    """-(MI bound of Eq. 6, averaged over positions); also returns V for the segmentation.
+
+    Under torch.distributed, local and glob are this process's rows of the batch; the negatives are the
+    S of every other image of the whole batch (gathered), as on one process. The JSD bound is a mean
+    over positives and negatives, the same number per process, so the processes' mean is the batch's;
+    DV's log-mean-exp of the negatives is taken per process."""
     v = probabilities(local, glob, tau)
-    scores = pair_scores(local, assignment(v, glob, hard))
-    eye = torch.eye(b, dtype=torch.bool, device=local.device)
+    s = all_cat(assignment(v, glob, hard))
+    if s.shape[0] < 2:
+        raise ValueError("InfoSeg needs at least 2 images per batch: negatives come from other images")
+    scores = pair_scores(local, s)  # (this process's images, every image, U, V)
+    mine = torch.arange(s.shape[0], device=local.device)[rows(s.shape[0])]
+    eye = mine[:, None] == torch.arange(s.shape[0], device=local.device)[None]
     positive, negative = scores[eye], scores[~eye]
     return -BOUNDS[bound](positive, negative), v
 
@@ -167,7 +174,7 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch):
             v1, v2 = forward_views(model, *views, amp=amp, normalize=False)  # V of both views, G applied
             mi = iic_mutual_information(v1, v2, p.iic.displacement)
             return -mi, {"mi": mi.detach()}
-        x = resize(x, p.data.res)
+        x = resize(own_rows(x)[0], p.data.res)  # this process's rows of the batch
         times["augment"] += now(device) - t
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
             local, glob = model.features(x)
