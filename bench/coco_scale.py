@@ -1,0 +1,199 @@
+"""The COCO-Stuff-27 run, measured on this machine and projected (not a test).
+
+    python bench/coco_scale.py                       # sizes 64 and 256 images: minutes on 2 CPU cores
+    python bench/coco_scale.py --sizes 2000 --sizes 8000 --batch 128    # on a GPU
+
+Builds a synthetic prepared dataset with COCO-Stuff-27's protocol geometry
+(640 px training images, views at 320 px, K = 27; `data.name: cocostuff27`'s
+resolved params, so batch, clustering sample and k-means are the protocol's
+unless an option says otherwise) at each size, in the prepared format the
+train stage reads (memory-mapped arrays), and runs, in a fresh process per
+size:
+
+- one training epoch of the method (PiCIE by default) over every image:
+  the clustering pass's forward (`cluster.images` images, bounded), k-means
+  on the bounded sample (`cluster.max_points` per view, 2 views), the snapshot
+  labelling forward and the training pass (forward, loss, backward, step);
+- the dump's forward over every training image and the evaluation's over
+  the validation images (a quarter of the size).
+
+It prints each phase per 1000 images (k-means per epoch: it is bounded), the
+peak host memory (anonymous: what the process holds, not the page cache of
+the memory-mapped images) and on CUDA the peak GPU memory, at both sizes, and
+projects one COCO-27 epoch (49,629 training images) and a 10-epoch run:
+
+    epoch = cluster_forward/img x min(cluster.images, N) + kmeans + (label + train + rest)/img x N
+    run   = epochs x epoch + dump/img x N + eval/img x 2,175
+
+Peak memory must not grow with the number of images beyond the bounded
+k-means sample: compare the two sizes.
+"""
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lib.cli import pick_device, seed_everything  # noqa: E402
+from lib.config import load_params  # noqa: E402
+from lib.data.textures import make_split  # noqa: E402
+from lib.features import gather_pixel_features, iter_features, sample_pixel_index  # noqa: E402
+from lib.methods import build, train_one_epoch  # noqa: E402
+from lib.models.fpn import STRIDE  # noqa: E402
+
+COCO_TRAIN, COCO_VAL = 49_629, 2_175  # PiCIE's curated COCO-Stuff-27 sets (FACTS.md section 1)
+
+
+def anon_kib():
+    """This process's anonymous resident memory (KiB): what it holds itself, not mapped files."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1])
+    return 0
+
+
+class PeakMemory:
+    """The largest anonymous resident size seen while the block runs (sampled every 20 ms)."""
+
+    def __enter__(self):
+        self.peak, self.running = anon_kib(), True
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def _watch(self):
+        while self.running:
+            self.peak = max(self.peak, anon_kib())
+            time.sleep(0.02)
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+
+
+def build_dataset(root, n, side, seed=0):
+    """n synthetic training images (and n/4 validation ones at the view size) as the prepare stage
+    writes them; 32 distinct textured images repeated, written in chunks (content does not change costs)."""
+    root.mkdir(parents=True)
+    tiles, _ = make_split(32, side, seed)
+    train = np.lib.format.open_memmap(root / "train_images.npy", "w+", np.uint8, (n, side, side, 3))
+    for i in range(0, n, 32):
+        train[i:i + 32] = tiles[:min(32, n - i)]
+    train.flush()
+    val = make_split(max(4, n // 4), side // 2, seed + 1)[0]
+    np.save(root / "val_images.npy", val)
+    (root / "meta.json").write_text(json.dumps({"name": "synthetic", "classes": [], "things": [], "stuff": [],
+                                                "labelled": False, "channels": 3}))
+
+
+def measure(root, params_path):
+    """One size, in this process: the phases' seconds, and peak memory."""
+    p = load_params(params_path)
+    device = pick_device(p.train.device)
+    g = seed_everything(p.seed)
+    images = np.load(root / "train_images.npy", mmap_mode="r")
+    val = np.load(root / "val_images.npy", mmap_mode="r")
+    model = build(p).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=p.train.lr)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    with PeakMemory() as mem:
+        _, times = train_one_epoch(model, images, opt, p, g, device, 0)
+        fres = p.data.res // STRIDE
+        index = sample_pixel_index(len(images), fres, fres, p.dump.train_points, p.seed)
+        out = np.zeros((len(index), model.out_channels), np.float16)
+        t = time.perf_counter()
+        gather_pixel_features(model, images, index, p.train.batch_size, device, p.data.res, out=out, desc="dump")
+        times["dump"] = time.perf_counter() - t
+        t = time.perf_counter()
+        for _, z in iter_features(model, val, p.train.batch_size, device, "eval"):
+            z.argmax(1)  # the scored assignment's cost is the forward's; the histogram is negligible
+        times["eval"] = time.perf_counter() - t
+    times.update(n=len(images), n_val=len(val), clustered=min(len(images), p.cluster.images) or len(images),
+                 peak_anon_mib=mem.peak / 1024,
+                 peak_gpu_mib=torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else 0.0)
+    return times
+
+
+def params_file(folder, method, batch, cluster_images, epochs):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["method"] = method
+    raw["data"].update(name="cocostuff27", root=str(folder))  # the protocol's params; the data are synthetic
+    raw["curves"]["every"] = 0
+    raw["train"]["epochs"] = epochs
+    if batch:
+        raw["train"]["batch_size"] = batch
+    if cluster_images is not None:
+        raw["cluster"]["images"] = cluster_images
+    path = Path(folder) / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def main(sizes: list[int] = typer.Option([64, 256], "--sizes", help="training images of each measured dataset"),
+         method: str = "picie", batch: int = typer.Option(16, help="train.batch_size (0: the protocol's, 128)"),
+         cluster_images: int = typer.Option(None, help="cluster.images (default: the protocol's, 5120)"),
+         epochs: int = typer.Option(10, help="train.epochs of the projected run"),
+         child: str = typer.Option("", hidden=True)):
+    if child:  # one size, in its own process, so that each peak is its own
+        folder, params_path = child.split(",")
+        print(json.dumps(measure(Path(folder), params_path)))
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        params_path = params_file(folder, method, batch, cluster_images, epochs)
+        p = load_params(params_path)
+        print(f"{method}, {p.model.backbone}, views {p.data.res} px of {p.data.train_res} px images, K {p.cluster.k}, "
+              f"batch {p.train.batch_size}, cluster.images {p.cluster.images}, cluster.max_points "
+              f"{p.cluster.max_points}, device {pick_device(p.train.device)}, torch threads {torch.get_num_threads()}",
+              flush=True)
+        rows = []
+        for n in sizes:
+            root = Path(folder) / f"data{n}"
+            build_dataset(root, n, p.data.train_res)
+            r = subprocess.run([sys.executable, __file__, "--child", f"{root},{params_path}"], cwd=ROOT,
+                               capture_output=True, text=True)
+            if r.returncode:
+                sys.exit(f"size {n} failed:\n{r.stderr[-3000:]}")
+            rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+            print(f"measured {n} images", flush=True)
+    report(rows, p)
+
+
+def report(rows, p):
+    per = lambda r, key, n: 1000 * r[key] / n  # noqa: E731
+    print("\n| phase | " + " | ".join(f"{r['n']} images" for r in rows) + " |")
+    print("|---|" + "---|" * len(rows))
+    lines = [("clustering forward, s / 1000 clustered images", lambda r: per(r, "cluster_forward", r["clustered"])),
+             ("k-means (bounded sample, 2 views), s / epoch", lambda r: r["kmeans"]),
+             ("labelling (snapshot forward), s / 1000 images", lambda r: per(r, "label", r["n"])),
+             ("training pass, s / 1000 images", lambda r: per(r, "train", r["n"])),
+             ("augmentation + reading, s / 1000 images", lambda r: per(r, "augment", r["n"]) + per(r, "data", r["n"])),
+             ("dump forward, s / 1000 training images", lambda r: per(r, "dump", r["n"])),
+             ("evaluation forward, s / 1000 validation images", lambda r: per(r, "eval", r["n_val"])),
+             ("peak host memory (anonymous), MiB", lambda r: r["peak_anon_mib"]),
+             ("peak GPU memory, MiB", lambda r: r["peak_gpu_mib"])]
+    for name, fn in lines:
+        print(f"| {name} | " + " | ".join(f"{fn(r):.1f}" for r in rows) + " |")
+    r = rows[-1]  # the largest size: its per-image costs are the least touched by warm-up
+    clustered = min(COCO_TRAIN, p.cluster.images) if p.cluster.images else COCO_TRAIN
+    per_image = (r["label"] + r["train"] + r["augment"] + r["data"]) / r["n"]
+    epoch = r["cluster_forward"] / r["clustered"] * clustered + r["kmeans"] + per_image * COCO_TRAIN
+    run = p.train.epochs * epoch + r["dump"] / r["n"] * COCO_TRAIN + r["eval"] / r["n_val"] * COCO_VAL
+    print(f"\nprojected COCO-27 epoch ({COCO_TRAIN} images, {clustered} clustered): {epoch / 3600:.1f} h; "
+          f"{p.train.epochs}-epoch run with dump and evaluation: {run / 3600:.1f} h")
+    growth = rows[-1]["peak_anon_mib"] - rows[0]["peak_anon_mib"]
+    print(f"peak host memory from {rows[0]['n']} to {rows[-1]['n']} images: {growth:+.1f} MiB")
+
+
+if __name__ == "__main__":
+    typer.run(main)
