@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from lib.clustering import assign, fit_linear_classifier, kmeans, neg_sq_distance
+from lib.clustering import assign, fit_linear_classifier, inertia, kmeans, neg_sq_distance
 from lib.distributed import all_cat, broadcast, is_main, rows
 from lib.features import to_tensor
 from lib.loop import now, run_batches, use_amp
@@ -47,6 +47,7 @@ class Clustering:
     centroids: tuple  # (mu1, mu2); the same tensor twice when there is one clustering
     weights: tuple  # (w1, w2) or (None, None)
     samples: tuple = (None, None)  # the pixel features clustered (x1, x2), kept while linear heads are fitted
+    inertia: float = float("nan")  # mean squared distance of view 1's sample to its nearest centroid
 
 
 def _sample_pixels(z, n, g, batch):
@@ -98,7 +99,8 @@ def cluster_pass(model, images, p, g, device, epoch, views=2):
         mus = mus * 2 if one else mus
         weights = tuple(broadcast(list(weights), x1.device))
         keep = p.cluster.head_fit > 0 and p.model.classifier == "linear"
-        levels.append(Clustering(k, mus, weights, (x1, x2) if keep else (None, None)))
+        levels.append(Clustering(k, mus, weights, (x1, x2) if keep else (None, None),
+                                 inertia(x1, mus[0]) / max(len(x1), 1)))
     model.train()
     return levels, {"cluster_forward": t1 - t0, "kmeans": time.perf_counter() - t1}
 
@@ -220,4 +222,7 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch, views, loss):
         times["label"] += now(device) - ta
         return loss(*forward_views(model, *batch_views, amp=amp), clf, p, labels)
 
-    return run_batches(model, images, p, g, device, epoch, step, optimizers, t0, times, modules=[clf])
+    stats, times = run_batches(model, images, p, g, device, epoch, step, optimizers, t0, times, modules=[clf])
+    # logged: how tight the epoch's clusters are, and a check that several processes cluster what one would
+    stats["kmeans_inertia"] = levels[0].inertia
+    return stats, times

@@ -153,6 +153,13 @@ def test_the_train_stage_with_two_processes_writes_once_and_trains_as_one_proces
     assert "in each of 2 processes" in out and metrics["processes"] == 2
     assert sorted(q.name for q in (tmp_path / "n2").iterdir()) == ["live", "model.pt", "params.yaml", "times.tsv",
                                                                    "train.json"]
+    # epoch 0's clustering is one process's: the same gathered sample and centroids (cluster.bn: eval, so
+    # the features of an image do not depend on the others of its batch), hence the same k-means inertia
+    inertia = {n: [float(line.split("\t")[-1]) for line in (tmp_path / f"n{n}" / "live" / "plots" / "metrics" / "train"
+                                                             / "kmeans_inertia.tsv").read_text().splitlines()[1:]]
+               for n in (1, 2)}
+    assert math.isclose(inertia[1][0], inertia[2][0], rel_tol=1e-5), inertia
+    assert not math.isclose(inertia[1][1], inertia[1][0], rel_tol=1e-3)  # a number that training moves
     # the same optimisation but for batch-norm's statistics, which each process takes over its own 8 images
     # on CPU (torch has no CPU SyncBatchNorm): the final loss within 10 % of one process's
     one = runs[1][1]["final_loss"]

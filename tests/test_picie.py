@@ -129,7 +129,7 @@ def test_modified_deepcluster_is_one_view_with_a_linear_head(params):
     assert after.item() < loss.item()
     stats, times = mdc.train_one_epoch(model, _images(), torch.optim.Adam(model.parameters(), 1e-3), p, g,
                                        torch.device("cpu"), 1)
-    assert np.isfinite(stats["loss"]) and set(stats) == {"within", "loss"} and times["train"] > 0
+    assert np.isfinite(stats["loss"]) and set(stats) == {"within", "loss", "kmeans_inertia"} and times["train"] > 0
 
 
 def test_cluster_pass_batch_norm_mode(params):
