@@ -71,10 +71,12 @@ def _kmeans_faiss(x, k, niter, seed):
     return torch.from_numpy(km.centroids.copy()).to(x.device)
 
 
-def inertia(x, mu, chunk=65536):
-    """Sum of squared distances of the rows of x to their nearest centroid (k-means' objective)."""
+def inertia(x, mu, chunk=65536, labels=None):
+    """Sum of squared distances of the rows of x to their nearest centroid (k-means' objective);
+    `labels`: that assignment, when the caller has made it already."""
     mu = mu.to(x)
-    return float(sum(((xc - mu[assign(xc, mu)]) ** 2).sum() for xc in x.split(chunk)))
+    labels = assign(x, mu, chunk) if labels is None else labels
+    return float(sum(((xc - mu[lc]) ** 2).sum() for xc, lc in zip(x.split(chunk), labels.split(chunk))))
 
 
 def kmeans(x, k, niter=20, seed=0, backend="faiss", restarts=1):

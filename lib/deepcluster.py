@@ -91,34 +91,36 @@ def cluster_pass(model, images, p, g, device, epoch, views=2):
     levels = []
     for k in [p.cluster.k] + ([p.cluster.k_over] if p.cluster.k_over else []):
         one = p.cluster.single or views == 1  # one clustering (of view 2, whose labels are G of the image's)
-        mus, weights = _kmeans_level(x1, x2, k, one, p, epoch) if is_main() else (
+        mus, weights, spread = _kmeans_level(x1, x2, k, one, p, epoch) if is_main() else (
             tuple(torch.empty(k, x1.shape[1], device=x1.device) for _ in range(1 if one else 2)),
-            tuple(torch.empty(k, device=x1.device) if p.loss.balance else None for _ in range(2)))
+            tuple(torch.empty(k, device=x1.device) if p.loss.balance else None for _ in range(2)), float("nan"))
         # k-means once, on the first process; the others get its centroids and weights
         mus = tuple(broadcast(list(mus), x1.device))
         mus = mus * 2 if one else mus
         weights = tuple(broadcast(list(weights), x1.device))
         keep = p.cluster.head_fit > 0 and p.model.classifier == "linear"
-        levels.append(Clustering(k, mus, weights, (x1, x2) if keep else (None, None),
-                                 inertia(x1, mus[0]) / max(len(x1), 1)))
+        levels.append(Clustering(k, mus, weights, (x1, x2) if keep else (None, None), spread))
     model.train()
     return levels, {"cluster_forward": t1 - t0, "kmeans": time.perf_counter() - t1}
 
 
 def _kmeans_level(x1, x2, k, one, p, epoch):
-    """One level's centroids (one tuple entry with a single clustering, else one per view) and balance
-    weights per view ((None, None) without loss.balance)."""
+    """One level's centroids (one tuple entry with a single clustering, else one per view), balance
+    weights per view ((None, None) without loss.balance) and view 1's mean k-means inertia (logged only
+    by the first process, which alone computes it)."""
     seed = p.seed * 1000 + epoch
     if one:
         mus = (kmeans(x2, k, p.cluster.niter, seed, p.cluster.backend),)
     else:
         mus = (kmeans(x1, k, p.cluster.niter, seed, p.cluster.backend),
                kmeans(x2, k, p.cluster.niter, seed + 1, p.cluster.backend))
+    mu1, mu2 = mus * 2 if one else mus
+    labels1 = assign(x1, mu1)  # one assignment of view 1's sample for its weights and its inertia
     weights = (None, None)
     if p.loss.balance:
-        weights = tuple(balance_weights(torch.bincount(assign(xv, mu), minlength=k))
-                        for xv, mu in zip((x1, x2), mus * 2 if one else mus))
-    return mus, weights
+        weights = tuple(balance_weights(torch.bincount(labels, minlength=k))
+                        for labels in (labels1, assign(x2, mu2)))
+    return mus, weights, inertia(x1, mu1, labels=labels1) / max(len(x1), 1)
 
 
 class Classifiers(nn.Module):
@@ -144,7 +146,7 @@ class Classifiers(nn.Module):
         network trains under it (`cluster.head_fit`), so that the backbone's first gradients of the epoch
         come from a head that predicts the clusters instead of a random one. The samples are then let go."""
         for li, c in enumerate(self.levels):
-            done = {}
+            done = set()
             for view, (x, mu) in enumerate(zip(c.samples, c.centroids)):
                 head = self.heads[li][view]
                 if id(head) in done:  # one clustering, one head shared by both views
@@ -153,7 +155,7 @@ class Classifiers(nn.Module):
                 with torch.no_grad():
                     head.weight.copy_(wb[:, :-1, None, None])
                     head.bias.copy_(wb[:, -1])
-                done[id(head)] = True
+                done.add(id(head))
             c.samples = (None, None)
 
     def scores(self, z, level, view):

@@ -56,6 +56,10 @@ def test_restarts_keep_the_run_of_lowest_inertia():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(12, 5, generator=g).repeat_interleave(50, 0) + 0.8 * torch.randn(600, 5, generator=g)
     assert inertia(x, x[:1]) == pytest.approx(((x - x[0]) ** 2).sum().item(), rel=1e-5)
+    mu = x[::100]  # six centroids; by hand: each row's squared distance to its nearest one, summed
+    by_hand = torch.cdist(x, mu).pow(2).min(1).values.sum().item()
+    assert inertia(x, mu, chunk=7) == pytest.approx(by_hand, rel=1e-5)
+    assert inertia(x, mu, chunk=7, labels=assign(x, mu)) == inertia(x, mu, chunk=7)  # a given assignment
     for backend in ("faiss", "torch"):
         single = [kmeans(x, 6, 2, 7 + r, backend) for r in range(5)]
         costs = [inertia(x, mu) for mu in single]
