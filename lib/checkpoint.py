@@ -8,7 +8,7 @@ import torch
 from lib import methods
 from lib.errors import WeightsError
 from lib.io import atomic_path
-from lib.models import SHARED_KINDS, network_from_arch
+from lib.models import SHARED_KINDS, channels_last, network_from_arch
 from lib.pipeline import deps_digest, params_digest, stage_params
 
 
@@ -51,7 +51,7 @@ def load_model(path, device="cpu"):
         raise WeightsError(f"{path}: model file not found; run the train stage first") from None
     except (RuntimeError, KeyError, AttributeError, pickle.UnpicklingError) as e:
         raise WeightsError(f"{path}: not a model file of this version of the code ({str(e).splitlines()[0]})") from None
-    return model.to(device).eval(), json.loads(ckpt["params"])
+    return channels_last(model).to(device).eval(), json.loads(ckpt["params"])
 
 
 def file_digest(path):

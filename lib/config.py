@@ -100,6 +100,7 @@ SCHEMA = {
     "train.lr": (AUTO, float),
     "train.device": ("auto", "cpu", "cuda"),
     "train.amp": bool,
+    "train.amp_cpu": bool,
     "train.threads": int,
     "train.nproc": int,
     "train.timeout": int,

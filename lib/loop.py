@@ -19,8 +19,8 @@ def now(device):
 
 
 def use_amp(p, device):
-    """bfloat16 autocast: on CUDA, where train.amp asks for it."""
-    return device.type == "cuda" and p.train.amp
+    """bfloat16 autocast: on CUDA where train.amp asks for it, on the CPU where train.amp_cpu does."""
+    return p.train.amp if device.type == "cuda" else device.type == "cpu" and p.train.amp_cpu
 
 
 def run_batches(model, images, p, g, device, epoch, step, optimizers, t0, times=None, modules=()):

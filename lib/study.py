@@ -101,7 +101,8 @@ def run_key(digest_, seed, data_seed):
 # Params added after runs were recorded, with the value that computes what the code did before them
 # (each one's test shows that value changes nothing): a record without the key ran with that value.
 PREDATED = {"loss.temperature": 1.0, "aug.hue": 0.1, "cluster.restarts": 1, "train.threads": 0, "iic.heads": "sum",
-            "cluster.head_fit": 0, "train.nproc": 1, "train.timeout": 600}
+            "cluster.head_fit": 0, "train.nproc": 1, "train.timeout": 600,
+            "train.amp_cpu": False}
 
 
 def read_runs(path):

@@ -77,6 +77,26 @@ def test_train_one_epoch_runs_every_ablation(params):
         assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+def test_amp_cpu_runs_the_network_in_bfloat16_on_the_cpu_and_false_leaves_float32(params):
+    """train.amp_cpu: bfloat16 autocast on the CPU (the clustering pass, the snapshot labels and the
+    training pass); false, the value of every run before it existed, keeps float32 whatever train.amp
+    says (train.amp is CUDA's). The same epoch's losses agree to bfloat16's precision."""
+    images = _images()
+    dtypes, losses = {}, {}
+    for amp_cpu in (False, True):
+        p, _ = params(**TINY, **{"train.amp": True, "train.amp_cpu": amp_cpu})
+        torch.manual_seed(0)
+        model = build_model("efficientnet_lite0", "", 16)
+        seen = set()
+        model.backbone.register_forward_hook(lambda m, i, o: seen.add(o[-1].dtype))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        stats, _ = train_one_epoch(model, images, opt, p, torch.Generator().manual_seed(0), torch.device("cpu"), 0)
+        dtypes[amp_cpu], losses[amp_cpu] = seen, stats["loss"]
+    assert dtypes == {False: {torch.float32}, True: {torch.bfloat16}}, dtypes
+    assert np.isfinite(losses[True]) and losses[True] != losses[False]
+    assert losses[True] == pytest.approx(losses[False], rel=0.05), losses
+
+
 def test_non_finite_loss_stops_training(params):
     p, _ = params(**TINY)
     model = build_model("efficientnet_lite0", "", 16)

@@ -54,8 +54,9 @@ def epochs(p):
 
 
 def build(p, in_chans=3):
-    """The network the run's method trains, initialised as params say."""
-    return get(p.method).build(p, in_chans)
+    """The network the run's method trains, initialised as params say (channels-last: lib/models)."""
+    from lib.models import channels_last  # here: reading params (lib/config) must not import the networks
+    return channels_last(get(p.method).build(p, in_chans))
 
 
 def train_one_epoch(model, images, optimizer, p, g, device, epoch):
