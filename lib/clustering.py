@@ -131,8 +131,8 @@ def argmax_classifier(k):
 def fit_linear_classifier(x, labels, k, epochs, lr, balance=True, seed=0, batch_size=4096):
     """A linear classifier [W | b] fitted by Adam on the cross-entropy of labels (k-means) given x (n, d).
 
-    `balance` weighs clusters inversely to their size, as the training loss
-    does (loss.balance), so that small clusters are not absorbed by big ones.
+    `balance` weighs clusters as the training loss does (loss.balance: true,
+    inversely to their size, so that small clusters are not absorbed by big ones).
     Returns the classifier and the fraction of x it labels as `labels` do.
     """
     g = torch.Generator().manual_seed(seed)
@@ -140,7 +140,7 @@ def fit_linear_classifier(x, labels, k, epochs, lr, balance=True, seed=0, batch_
     with torch.random.fork_rng(devices=[]):  # the head's initial weights from the seed, not the process's RNG
         torch.manual_seed(seed)
         head = torch.nn.Linear(x.shape[1], k)
-    weight = balance_weights(torch.bincount(labels, minlength=k)) if balance else None
+    weight = balance_weights(torch.bincount(labels, minlength=k), balance) if balance else None
     opt = torch.optim.Adam(head.parameters(), lr=lr)
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=g)

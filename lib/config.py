@@ -77,7 +77,7 @@ SCHEMA = {
     "aug.hue": float,
     "aug.crop_measure": ("area", "side"),
     "loss.cross": bool,
-    "loss.balance": bool,
+    "loss.balance": (True, False, "proportional"),
     "loss.equivariance": ("cluster", "mse"),
     "loss.scores": ("cosine", "dot"),
     "loss.views": ("sum", "mean"),
@@ -170,9 +170,11 @@ def validate(raw, source="params.yaml"):
             raise ParamsError(f"{source}: missing key '{key}'")
         value = flat[key]
         what = None
-        if isinstance(spec, tuple) and all(isinstance(s, str) for s in spec):
-            if value not in spec:
-                raise ParamsError(f"{source}: '{key}' is {value!r}; expected one of {', '.join(spec)}")
+        if isinstance(spec, tuple) and all(isinstance(s, (str, bool)) for s in spec):
+            # the listed values, of their own type (1 is not true, "true" is not true)
+            if not any(value == s and type(value) is type(s) for s in spec):
+                names = [str(s).lower() if isinstance(s, bool) else s for s in spec]
+                raise ParamsError(f"{source}: '{key}' is {value!r}; expected one of {', '.join(names)}")
             continue
         if isinstance(spec, tuple) and spec[0] == AUTO:
             if value == AUTO:

@@ -118,7 +118,7 @@ def _kmeans_level(x1, x2, k, one, p, epoch):
     labels1 = assign(x1, mu1)  # one assignment of view 1's sample for its weights and its inertia
     weights = (None, None)
     if p.loss.balance:
-        weights = tuple(balance_weights(torch.bincount(labels, minlength=k))
+        weights = tuple(balance_weights(torch.bincount(labels, minlength=k), p.loss.balance)
                         for labels in (labels1, assign(x2, mu2)))
     return mus, weights, inertia(x1, mu1, labels=labels1) / max(len(x1), 1)
 

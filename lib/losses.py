@@ -39,16 +39,17 @@ def cluster_loss(scores, labels, weight=None):
     return F.cross_entropy(scores, labels, weight=w, reduction="sum") / norm
 
 
-def balance_weights(counts):
-    """Per-cluster weights that counter cluster-size imbalance: rare clusters weigh more.
+def balance_weights(counts, kind=True):
+    """Per-cluster weights of the loss (loss.balance), scaled so that the average weight over the
+    clustered pixels is 1.
 
-    w_k is proportional to 1 / (n_k + 1) (the +1 keeps an empty cluster finite),
-    scaled so that the average weight over the clustered pixels is 1. The
-    authors' code used weights proportional to n_k, which amplifies the
-    imbalance it meant to counter (PiCIE issue 28).
+    kind true: w_k proportional to 1 / (n_k + 1) (the +1 keeps an empty cluster finite): rare clusters
+    weigh more, countering cluster-size imbalance as the paper means. kind "proportional": w_k
+    proportional to n_k, as the authors' code weighs them (PiCIE issue 28), which amplifies the
+    imbalance; their Table 6 "no balance" row is measured against it.
     """
     counts = counts.float()
-    w = 1.0 / (counts + 1.0)
+    w = counts.clone() if kind == "proportional" else 1.0 / (counts + 1.0)
     return w * counts.sum() / (w * counts).sum().clamp(min=1e-12)
 
 

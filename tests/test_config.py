@@ -32,6 +32,8 @@ def test_auto_train_and_classifier_values_come_from_the_method_module(params, me
     ("loss.cross", "no", "'loss.cross' must be bool"),
     ("data.name", "imagenet", "'data.name' is 'imagenet'; expected one of textures, folder"),
     ("loss.equivariance", "l2", "'loss.equivariance' is 'l2'; expected one of cluster, mse"),
+    ("loss.balance", "inverse", "'loss.balance' is 'inverse'; expected one of true, false, proportional"),
+    ("loss.balance", 1, "'loss.balance' is 1; expected one of true, false, proportional"),  # not true
     ("data.res", 102, "'data.res' must be a multiple of 4"),
     ("data.res", "big", "'data.res' must be an int or 'auto', got 'big'"),
     ("data.train_res", 64, "'data.train_res' (64) must be at least 'data.res' (128)"),

@@ -27,6 +27,8 @@ def test_balance_weights_favour_rare_clusters_and_average_one():
     # 1/(n+1) = [1/2, 1/4]; scaled so that (1*w0 + 3*w1) / 4 = 1 -> [1.6, 0.8]
     assert torch.allclose(w, torch.tensor([1.6, 0.8]))
     assert w[0] > w[1]
+    # loss.balance: proportional (the authors' code): w ~ n = [1, 3]; (1*w0 + 3*w1) / 4 = 1 -> [0.4, 1.2]
+    assert torch.allclose(balance_weights(torch.tensor([1, 3]), "proportional"), torch.tensor([0.4, 1.2]))
 
 
 def test_weighted_loss_upweights_rare_cluster_errors():

@@ -51,6 +51,17 @@ def test_cluster_pass_levels_and_switches(params):
     assert w.shape == (8,) and torch.isfinite(w).all() and (w > 0).all()
     assert model.training  # restored after the eval-mode clustering pass
 
+    # loss.balance: proportional weighs each cluster by its size, true by 1 / (its size + 1): of the same
+    # clusters (the weights do not move k-means), a cluster heavier than another under one is lighter under the other
+    p, _ = params(**TINY, **{"loss.balance": "proportional"})
+    prop, _ = cluster_pass(model, images, p, torch.Generator().manual_seed(0), torch.device("cpu"), 0)
+    p, _ = params(**TINY)
+    inv, _ = cluster_pass(model, images, p, torch.Generator().manual_seed(0), torch.device("cpu"), 0)
+    assert torch.equal(prop[0].centroids[0], inv[0].centroids[0])
+    for a, b in zip(prop[0].weights, inv[0].weights):
+        order = (a[:, None] - a[None]).sign()
+        assert torch.equal(order, -(b[:, None] - b[None]).sign()) and order.abs().sum() > 0
+
     p, _ = params(**TINY, **{"cluster.single": True, "loss.balance": False})
     levels, _ = cluster_pass(model, images, p, torch.Generator().manual_seed(0), torch.device("cpu"), 0)
     assert levels[0].centroids[0] is levels[0].centroids[1] and levels[0].weights == (None, None)
