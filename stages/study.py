@@ -112,6 +112,7 @@ def main(seeds: List[int] = typer.Option([0, 1, 2, 3, 4], "--seeds", help="seeds
                       "wall_s": round(time.perf_counter() - t, 1)}
             append_run(results, record)
             runs.append(record)
+            done.add(run_key(digests[config], seed, data_seed))  # another name for the same params: run once
             write_tables(runs, digests, base, results, out_dir, data, data_seed)
     write_tables(runs, digests, base, results, out_dir, data, data_seed)
     print(f"{len(runs)} runs in {results} -> {out_dir}/" + ("outside.md" if data else

@@ -55,7 +55,7 @@ def test_cluster_pass_levels_and_switches(params):
     # clusters (the weights do not move k-means), a cluster heavier than another under one is lighter under the other
     p, _ = params(**TINY, **{"loss.balance": "proportional"})
     prop, _ = cluster_pass(model, images, p, torch.Generator().manual_seed(0), torch.device("cpu"), 0)
-    p, _ = params(**TINY)
+    p, _ = params(**TINY, **{"loss.balance": True})
     inv, _ = cluster_pass(model, images, p, torch.Generator().manual_seed(0), torch.device("cpu"), 0)
     assert torch.equal(prop[0].centroids[0], inv[0].centroids[0])
     for a, b in zip(prop[0].weights, inv[0].weights):
