@@ -131,8 +131,8 @@ def argmax_classifier(k):
 def fit_linear_classifier(x, labels, k, epochs, lr, balance=True, seed=0, batch_size=4096):
     """A linear classifier [W | b] fitted by Adam on the cross-entropy of labels (k-means) given x (n, d).
 
-    `balance` weighs clusters as the training loss does (loss.balance: true,
-    inversely to their size, so that small clusters are not absorbed by big ones).
+    `balance` weighs clusters as the training loss does (loss.balance: by their
+    size, by 1 / their size, or alike when false).
     Returns the classifier and the fraction of x it labels as `labels` do.
     """
     g = torch.Generator().manual_seed(seed)

@@ -43,10 +43,11 @@ def balance_weights(counts, kind=True):
     """Per-cluster weights of the loss (loss.balance), scaled so that the average weight over the
     clustered pixels is 1.
 
-    kind true: w_k proportional to 1 / (n_k + 1) (the +1 keeps an empty cluster finite): rare clusters
-    weigh more, countering cluster-size imbalance as the paper means. kind "proportional": w_k
-    proportional to n_k, as the authors' code weighs them (PiCIE issue 28), which amplifies the
-    imbalance; their Table 6 "no balance" row is measured against it.
+    kind "proportional" (the default): w_k proportional to n_k, as the authors' code weighs them; their
+    Table 6 "no balance" row is measured against it, and the tuning study chose it (README, tuning
+    round 3). kind true: w_k proportional to 1 / (n_k + 1) (the +1 keeps an empty cluster finite): rare
+    clusters weigh more, countering cluster-size imbalance as the paper says it means to (PiCIE issue 28
+    reads the authors' weights as the opposite of that intent).
     """
     counts = counts.float()
     w = counts.clone() if kind == "proportional" else 1.0 / (counts + 1.0)
