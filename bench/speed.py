@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lib.cli import pick_device, seed_everything  # noqa: E402
-from lib.config import load_params  # noqa: E402
+from lib.config import apply_settings, load_params  # noqa: E402
 from lib.data import Prepared, prepare  # noqa: E402
 from lib.methods import get, train_one_epoch  # noqa: E402
 from lib.models import channels_last  # noqa: E402
@@ -40,14 +40,7 @@ VARIANTS = (("NCHW float32", False, False), ("NHWC float32", True, False), ("NHW
 
 def params_with(settings, out):
     """params.yaml with `key=value` settings (values read as YAML, as `dvc exp run -S` reads them)."""
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for kv in settings:
-        key, value = kv.split("=", 1)
-        *parents, leaf = key.split(".")
-        node = raw
-        for part in parents:
-            node = node[part]
-        node[leaf] = yaml.safe_load(value) if value else ""
+    raw = apply_settings(yaml.safe_load((ROOT / "params.yaml").read_text()), settings)
     Path(out).write_text(yaml.safe_dump(raw))
     return load_params(out)
 

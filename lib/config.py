@@ -153,6 +153,25 @@ def flatten(d, prefix=""):
     return out
 
 
+def set_key(raw, key, value):
+    """raw['a']['b'] = value for key 'a.b', making missing sections; returns raw."""
+    *parents, leaf = key.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+    return raw
+
+
+def apply_settings(raw, settings):
+    """raw params with `key=value` settings on top, each value read as `dvc exp run -S` reads it: as
+    YAML, and an empty value as the empty string (Hydra's override grammar, which DVC uses)."""
+    for kv in settings:
+        key, value = kv.split("=", 1)
+        set_key(raw, key, yaml.safe_load(value) if value else "")
+    return raw
+
+
 def _namespace(d):
     return SimpleNamespace(**{k: _namespace(v) if isinstance(v, dict) else v for k, v in d.items()})
 
@@ -286,11 +305,7 @@ def load_params(path="params.yaml"):
     flat = validate(raw, str(path))
     nested = {}
     for key, value in flat.items():
-        node = nested
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+        set_key(nested, key, value)
     return _namespace(nested)
 
 

@@ -23,7 +23,7 @@ import yaml
 from scipy import stats
 
 from lib import methods
-from lib.config import flatten
+from lib.config import apply_settings, flatten
 from lib.seeds import aggregate, dvc, experiment_metrics, metric_files, stems_made_up_to
 
 # A configuration is named by its -S settings on top of params.yaml (whose defaults are PiCIE's)
@@ -70,15 +70,7 @@ def effective_params(params_text, settings):
     """The flat params a run of `settings` (-S key=value, values read as YAML, as DVC does) on top of
     params.yaml's text trains with, less the seeds a study varies: what identifies a configuration,
     whatever it is called (a tuned candidate today is `defaults` once params.yaml adopts it)."""
-    raw = yaml.safe_load(params_text)
-    for kv in settings:
-        key, value = kv.split("=", 1)
-        *path, leaf = key.split(".")
-        node = raw
-        for part in path:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    flat = flatten(raw)
+    flat = flatten(apply_settings(yaml.safe_load(params_text), settings))
     flat.pop("seed", None)
     flat.pop("data.seed", None)
     return flat

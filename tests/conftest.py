@@ -8,7 +8,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lib.config import load_params  # noqa: E402
+from lib.config import load_params, set_key  # noqa: E402
 
 torch.set_num_threads(2)
 
@@ -17,11 +17,7 @@ def tiny_params(tmp_path, **overrides):
     """params.yaml of the repo with dotted-key overrides, written to tmp_path and loaded."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     for key, value in overrides.items():
-        node = raw
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
+        set_key(raw, key, value)
     path = Path(tmp_path) / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     return load_params(path), path

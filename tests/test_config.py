@@ -1,6 +1,6 @@
 import pytest
 
-from lib.config import ParamsError, load_params
+from lib.config import ParamsError, apply_settings, load_params
 from tests.conftest import ROOT
 
 
@@ -182,3 +182,11 @@ def test_numbers_are_read_in_every_spelling_a_user_types(tmp_path, text, value):
 def test_one_cluster_is_refused(params):
     with pytest.raises(ParamsError, match=r"'cluster.k' must be at least 2, got 1 \(one cluster segments nothing"):
         params(**{"cluster.k": 1})
+
+
+def test_settings_are_read_as_dvc_exp_run_s_reads_them():
+    raw = {"train": {"lr": "auto", "amp": False}, "model": {"weights": "w.pt"}}
+    apply_settings(raw, ["train.lr=0.0001", "train.amp=true", "model.weights=", "loss.balance=proportional",
+                         "cluster.k=27", "report.title=a=b"])
+    assert raw == {"train": {"lr": 0.0001, "amp": True}, "model": {"weights": ""},
+                   "loss": {"balance": "proportional"}, "cluster": {"k": 27}, "report": {"title": "a=b"}}
