@@ -5,7 +5,7 @@ import torch
 
 from lib.data.textures import make_split
 from lib.features import to_tensor
-from lib.methods.infoseg import (InfoSegNet, assignment, build, infoseg_loss, pair_scores, probabilities,
+from lib.methods.infoseg import (InfoSegNet, ResidualStage, assignment, build, infoseg_loss, pair_scores, probabilities,
                                  train_one_epoch)
 from lib.mi import iic_mutual_information
 from lib.views import augment, forward_views
@@ -88,3 +88,26 @@ def test_iic_objective_raises_the_mutual_information_of_the_two_views(params):
                                           "train.batch_size": 4})
     stats, _ = train_one_epoch(net, images, opt, p_mi, torch.Generator().manual_seed(0), torch.device("cpu"), 0)
     assert set(stats) == {"loss"}  # the MI step's bound, no IIC term
+
+
+def test_residual_stage_shortcut_is_a_strided_1x1_conv_and_trains_channels_last_on_one_thread():
+    """The shortcut subsamples, then convolves: the strided 1x1 convolution's function (odd sizes too),
+    without oneDNN's channels-last 1x1 stride-2 backward kernel, which corrupts the heap on one thread
+    with fewer than 8 input channels (this test then dies of SIGABRT or SIGSEGV)."""
+    torch.manual_seed(0)
+    stage = ResidualStage(4, 8, 2).eval()
+    x = torch.randn(2, 4, 15, 16)
+    conv, bn = stage.skip
+    expected = bn(torch.nn.functional.conv2d(x, conv.weight, stride=2))
+    assert torch.allclose(stage.skip(x[:, :, ::2, ::2]), expected, atol=1e-6)
+    assert stage(x).shape == (2, 8, 8, 8)
+    stage = stage.train().to(memory_format=torch.channels_last)
+    x = x.to(memory_format=torch.channels_last).requires_grad_()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(50):
+            stage(x).sum().backward()
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.isfinite(conv.weight.grad).all() and conv.weight.grad.abs().sum() > 0

@@ -151,7 +151,9 @@ def test_modified_deepcluster_is_one_view_with_a_linear_head(params):
     assert z2 is None
     loss, parts = mdc.mdc_loss(z1, z2, clf, p)
     assert set(parts) == {"within"}, parts  # no cross-view term without a second view
-    opt = torch.optim.Adam(list(model.parameters()) + list(clf.parameters()), lr=1e-3)
+    # Adam's first step moves every weight by ~lr: 1e-3 on all of a random-init network overshot on an
+    # AVX2 CPU (the loss rose by 0.6 %); 1e-4 is a step small enough for the first-order decrease
+    opt = torch.optim.Adam(list(model.parameters()) + list(clf.parameters()), lr=1e-4)
     opt.zero_grad()
     loss.backward()
     assert all(q.grad is not None for q in clf.parameters())

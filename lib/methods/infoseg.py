@@ -51,10 +51,15 @@ class ResidualStage(nn.Module):
         super().__init__()
         self.body = nn.Sequential(conv_bn(cin, cout, 3, stride), nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
                                   nn.BatchNorm2d(cout))
-        self.skip = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        # The shortcut's strided 1x1 convolution is computed as "keep every stride-th pixel, then a 1x1
+        # convolution": the same function and weights, without oneDNN's channels-last 1x1 stride-2
+        # backward-weights kernel, which in torch 2.14.1 on CPU corrupts the heap (or hangs with 2
+        # threads) when the input has fewer than 8 channels (infoseg.width under 16).
+        self.stride = stride
+        self.skip = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x):
-        return torch.relu(self.body(x) + self.skip(x))
+        return torch.relu(self.body(x) + self.skip(x[:, :, ::self.stride, ::self.stride]))
 
 
 class PointwiseResidual(nn.Module):
