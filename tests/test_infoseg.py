@@ -5,8 +5,8 @@ import torch
 
 from lib.data.textures import make_split
 from lib.features import to_tensor
-from lib.methods.infoseg import (InfoSegNet, ResidualStage, assignment, build, infoseg_loss, pair_scores, probabilities,
-                                 train_one_epoch)
+from lib.methods.infoseg import (InfoSegNet, ResidualStage, assignment, build, infoseg_loss, pair_scores,
+                                 probabilities, train_one_epoch)
 from lib.mi import iic_mutual_information
 from lib.views import augment, forward_views
 
