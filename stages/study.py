@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import List
 
+import torch
 import typer
 
 from lib.cli import user_errors
@@ -109,7 +110,9 @@ def main(seeds: List[int] = typer.Option([0, 1, 2, 3, 4], "--seeds", help="seeds
             record = {"config": config, "settings": extra + settings, "seed": seed, "data_seed": data_seed,
                       "params": flats[config], "digest": digests[config], "commit": git_rev(short=True),
                       "method": flats[config]["method"], "metrics": metrics,
-                      "wall_s": round(time.perf_counter() - t, 1)}
+                      "wall_s": round(time.perf_counter() - t, 1),
+                      # CPU kernels differ by instruction set (AVX2 / AVX-512): seeds run on mixed machines
+                      "cpu": torch.backends.cpu.get_cpu_capability()}
             append_run(results, record)
             runs.append(record)
             done.add(run_key(digests[config], seed, data_seed))  # another name for the same params: run once
