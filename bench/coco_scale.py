@@ -15,15 +15,17 @@ size:
   on the bounded sample (`cluster.max_points` per view, 2 views), the snapshot
   labelling forward and the training pass (forward, loss, backward, step);
 - the dump's forward over every training image and the evaluation's over
-  the validation images (a quarter of the size).
+  the validation images (a quarter of the size);
+- retrain's supervised step (one view, random labels) on a few batches.
 
 It prints each phase per 1000 images (k-means per epoch: it is bounded), the
-peak host memory (anonymous: what the process holds, not the page cache of
+peak host memory of each part (anonymous: what the process holds, not the page cache of
 the memory-mapped images) and on CUDA the peak GPU memory, at both sizes, and
 projects one COCO-27 epoch (49,629 training images) and a 10-epoch run:
 
     epoch = cluster_forward/img x min(cluster.images, N) + kmeans + (label + train + rest)/img x N
     run   = epochs x epoch + dump/img x N + eval/img x 2,175
+    retrain = retrain.epochs x retrain_step/img x N   (timed on a few batches)
 
 Peak memory must not grow with the number of images beyond the bounded
 k-means sample: compare the two sizes.
@@ -47,11 +49,14 @@ sys.path.insert(0, str(ROOT))
 from lib.cli import pick_device, seed_everything  # noqa: E402
 from lib.config import load_params  # noqa: E402
 from lib.data.textures import make_split  # noqa: E402
-from lib.features import gather_pixel_features, iter_features, sample_pixel_index  # noqa: E402
+from lib.features import gather_pixel_features, iter_features, sample_pixel_index, to_tensor  # noqa: E402
 from lib.methods import build, train_one_epoch  # noqa: E402
 from lib.models.fpn import STRIDE  # noqa: E402
+from lib.readout import Supervised, fit  # noqa: E402
+from lib.transforms import resize  # noqa: E402
 
 COCO_TRAIN, COCO_VAL = 49_629, 2_175  # PiCIE's curated COCO-Stuff-27 sets (FACTS.md section 1)
+RETRAIN_BATCHES = 8  # retrain is timed on this many batches (its cost per image does not depend on the size)
 
 
 def anon_kib():
@@ -97,7 +102,7 @@ def build_dataset(root, n, side, seed=0):
 
 
 def measure(root, params_path):
-    """One size, in this process: the phases' seconds, and peak memory."""
+    """One size, in this process: the phases' seconds, and each phase's peak memory."""
     p = load_params(params_path)
     device = pick_device(p.train.device)
     g = seed_everything(p.seed)
@@ -107,20 +112,38 @@ def measure(root, params_path):
     opt = torch.optim.Adam(model.parameters(), lr=p.train.lr)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    peaks = {}
     with PeakMemory() as mem:
         _, times = train_one_epoch(model, images, opt, p, g, device, 0)
+    peaks["epoch"] = mem.peak
+    with PeakMemory() as mem:
         fres = p.data.res // STRIDE
         index = sample_pixel_index(len(images), fres, fres, p.dump.train_points, p.seed)
         out = np.zeros((len(index), model.out_channels), np.float16)
         t = time.perf_counter()
         gather_pixel_features(model, images, index, p.train.batch_size, device, p.data.res, out=out, desc="dump")
         times["dump"] = time.perf_counter() - t
+    peaks["dump"] = mem.peak
+    with PeakMemory() as mem:
         t = time.perf_counter()
         for _, z in iter_features(model, val, p.train.batch_size, device, "eval"):
             z.argmax(1)  # the scored assignment's cost is the forward's; the histogram is negligible
         times["eval"] = time.perf_counter() - t
+    peaks["eval"] = mem.peak
+    with PeakMemory() as mem:
+        # retrain's step (one view, labels, cross-entropy: lib/readout) on a bounded number of batches:
+        # its cost per image is what the projection needs, and it streams the images as the train pass does
+        n = min(len(images), RETRAIN_BATCHES * p.train.batch_size)
+        labels = np.random.default_rng(0).integers(0, 27, (n, images.shape[1], images.shape[2]), dtype=np.uint8)
+        supervised = Supervised(model, 27).to(device).train()
+        t = time.perf_counter()
+        fit(supervised, supervised.parameters(), lambda idx: resize(to_tensor(images[idx], device), p.data.res),
+            labels, 1, p.retrain.lr, p.train.batch_size, g, device, p.data.res, flip=True, desc="retrain")
+        times["retrain"] = time.perf_counter() - t
+        times["n_retrain"] = n // p.train.batch_size * p.train.batch_size
+    peaks["retrain"] = mem.peak
     times.update(n=len(images), n_val=len(val), clustered=min(len(images), p.cluster.images) or len(images),
-                 peak_anon_mib=mem.peak / 1024,
+                 peak_anon_mib=max(peaks.values()) / 1024, **{f"peak_{k}_mib": v / 1024 for k, v in peaks.items()},
                  peak_gpu_mib=torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else 0.0)
     return times
 
@@ -180,7 +203,12 @@ def report(rows, p):
              ("augmentation + reading, s / 1000 images", lambda r: per(r, "augment", r["n"]) + per(r, "data", r["n"])),
              ("dump forward, s / 1000 training images", lambda r: per(r, "dump", r["n"])),
              ("evaluation forward, s / 1000 validation images", lambda r: per(r, "eval", r["n_val"])),
+             ("retrain step (one view, labels), s / 1000 images", lambda r: per(r, "retrain", r["n_retrain"])),
              ("peak host memory (anonymous), MiB", lambda r: r["peak_anon_mib"]),
+             ("  of which: PiCIE epoch", lambda r: r["peak_epoch_mib"]),
+             ("  dump", lambda r: r["peak_dump_mib"]),
+             ("  evaluation", lambda r: r["peak_eval_mib"]),
+             ("  retrain step", lambda r: r["peak_retrain_mib"]),
              ("peak GPU memory, MiB", lambda r: r["peak_gpu_mib"])]
     for name, fn in lines:
         print(f"| {name} | " + " | ".join(f"{fn(r):.1f}" for r in rows) + " |")
@@ -191,6 +219,9 @@ def report(rows, p):
     run = p.train.epochs * epoch + r["dump"] / r["n"] * COCO_TRAIN + r["eval"] / r["n_val"] * COCO_VAL
     print(f"\nprojected COCO-27 epoch ({COCO_TRAIN} images, {clustered} clustered): {epoch / 3600:.1f} h; "
           f"{p.train.epochs}-epoch run with dump and evaluation: {run / 3600:.1f} h")
+    retrain = p.retrain.epochs * r["retrain"] / r["n_retrain"] * COCO_TRAIN
+    print(f"projected retrain stage ({p.retrain.epochs} supervised epochs): {retrain / 3600:.1f} h, "
+          f"{100 * retrain / (run + retrain):.0f} % of the run with it")
     growth = rows[-1]["peak_anon_mib"] - rows[0]["peak_anon_mib"]
     print(f"peak host memory from {rows[0]['n']} to {rows[-1]['n']} images: {growth:+.1f} MiB")
 

@@ -5,6 +5,7 @@ import re
 import shutil
 
 import pytest
+import torch
 import typer
 
 import stages.study as study_stage
@@ -71,6 +72,8 @@ def test_the_study_records_each_run_and_goes_on_where_it_stopped(tmp_path, monke
     assert [(r["config"], r["seed"]) for r in recorded] == ran == [(DEFAULT, 0), (NOTRAIN, 0), (DEFAULT, 1),
                                                                    (NOTRAIN, 1), (DEFAULT, 2)]
     assert recorded[1]["method"] == "notrain" and recorded[0]["method"] == "picie"
+    # the kernels' instruction set: runs of one study may come from different machines
+    assert {r["cpu"] for r in recorded} == {torch.backends.cpu.get_cpu_capability()}
     assert "PiCIE beats no training" in (tmp_path / "out/fidelity.md").read_text()  # written after every run
     ran.clear()
     study_stage.main(**args)
