@@ -212,6 +212,24 @@ def by_config(runs, data_seed, digests):
     return out
 
 
+def verdict(lo, hi, n, paper=None):
+    """Whether a claim reproduces (the interval excludes 0 in the paper's direction); for an interval that
+    spans 0, also whether it excludes the paper's own effect (smaller here than there) or holds it too
+    (these seeds cannot tell the two apart: more seeds, or a less noisy score, would)."""
+    if n < 2:
+        return "n/a (fewer than 2 paired seeds)"
+    if lo > 0:
+        return "yes"
+    if hi < 0:
+        return "no: reversed"
+    out = "no: not resolved (interval spans 0)"
+    if paper is not None and paper > hi:
+        out += f"; smaller than the paper's {paper:+.2f}"
+    elif paper is not None:
+        out += f"; holds the paper's {paper:+.2f} too: too few seeds to tell"
+    return out
+
+
 def claim_rows(runs, data_seed, digests):
     """One row per (claim, metric): the paper's difference, ours (mean, 95 % interval, n), the verdict."""
     table = by_config(runs, data_seed, digests)
@@ -220,11 +238,10 @@ def claim_rows(runs, data_seed, digests):
         b, w = table.get(better, {}), table.get(worse, {})
         for i, key in enumerate(keys):
             mean, lo, hi, n = paired_by_seed(b, w, key)
-            verdict = "n/a (fewer than 2 paired seeds)" if n < 2 else \
-                "yes" if lo > 0 else "no: reversed" if hi < 0 else "no: not resolved (interval spans 0)"
+            effect = None if paper is None else round(paper[0][i] - paper[1][i], 2)
             rows.append({"table": paper_table, "claim": claim, "better": better, "worse": worse, "metric": key,
-                         "paper": None if paper is None else round(paper[0][i] - paper[1][i], 2),
-                         "mean": mean, "low": lo, "high": hi, "n": n, "verdict": verdict})
+                         "paper": effect, "mean": mean, "low": lo, "high": hi, "n": n,
+                         "verdict": verdict(lo, hi, n, effect)})
     return rows
 
 
@@ -250,7 +267,8 @@ def fidelity_markdown(runs, data_seed, results_path, digests):
     lines = ["# Does it show the paper's effects? (PiCIE Tables 1, 5, 6, 7)", "",
              f"Paired differences (better minus worse, the same seed and data; `data.seed: {data_seed}`), mean "
              f"and 95 % Student-t interval over the seeds both configurations finished; a claim reproduces when "
-             f"the interval excludes 0 in the paper's direction. Runs: `{results_path}` "
+             f"the interval excludes 0 in the paper's direction; one that spans 0 is smaller than the paper's effect "
+             f"when it also excludes that, and undecided (too few seeds) when it holds it. Runs: `{results_path}` "
              f"({len(runs)} with these params on this data, commits {', '.join(commits) or '-'}); "
              f"made by `python -m stages.study`. {done} of {len(rows)} rows have 2 or more paired seeds.", "",
              *CLAIMS_HEADER]

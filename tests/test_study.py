@@ -10,7 +10,7 @@ import typer
 
 import stages.study as study_stage
 from lib.study import (CLAIMS, CONFIGS, DEFAULT, IIC, NOTRAIN, append_run, claim_rows, digest, effective_params,
-                       paired, read_runs, settings_name)
+                       paired, read_runs, settings_name, verdict)
 from tests.conftest import ROOT
 
 
@@ -43,10 +43,20 @@ def test_verdicts_follow_the_interval():
     assert iic["mean"] == -5.0 and iic["verdict"] == "no: reversed"  # zero spread: the interval is the point
     miou = rows[("PiCIE beats no training", "eval.miou")]
     assert miou["mean"] == 0.0 and "not resolved" in miou["verdict"]  # equal in every seed
+    assert miou["verdict"].endswith("smaller than the paper's +5.43")  # 13.84 - 8.41, outside [0, 0]
     probe = rows[("PiCIE's features probe better than the untrained network's", "probe.acc")]
     assert probe["mean"] == -1.0 and "spans 0" in probe["verdict"]  # differences 0, -1, -2
     assert rows[("PiCIE beats Modified DeepCluster", "eval.acc")]["verdict"].startswith("n/a")
     assert {c[2] for c in CLAIMS} | {c[3] for c in CLAIMS} <= set(CONFIGS)
+
+
+def test_an_unresolved_interval_says_whether_it_holds_the_papers_effect():
+    assert verdict(-1.0, 3.0, 5, paper=7.53) == "no: not resolved (interval spans 0); smaller than the paper's +7.53"
+    assert verdict(-1.0, 3.0, 5, paper=1.12) == ("no: not resolved (interval spans 0); holds the paper's +1.12 too: "
+                                                 "too few seeds to tell")
+    assert verdict(-1.0, 3.0, 5) == "no: not resolved (interval spans 0)"  # a claim without the paper's number
+    assert (verdict(0.5, 3.0, 5, 7.53), verdict(-3.0, -0.5, 5, 7.53), verdict(1.0, 1.0, 1, 7.53)[:3]) == \
+        ("yes", "no: reversed", "n/a")
 
 
 def test_the_study_records_each_run_and_goes_on_where_it_stopped(tmp_path, monkeypatch, capsys):
