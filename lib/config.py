@@ -60,6 +60,7 @@ SCHEMA = {
     "data.seed": int,
     "data.train_size": int,
     "data.val_size": int,
+    "data.imbalance": float,
     "data.val_fraction": float,
     "data.min_side": int,
     "data.stuff_fraction": float,
@@ -238,6 +239,9 @@ def validate(raw, source="params.yaml"):
     if not 1 <= flat["model.levels"] <= 4:
         raise ParamsError(f"{source}: 'model.levels' must be 1 to 4 (backbone levels the FPN fuses, from stride "
                           f"4), got {flat['model.levels']}")
+    if flat["data.imbalance"] < 1:
+        raise ParamsError(f"{source}: 'data.imbalance' must be 1 (uniform classes) or more (how many times the "
+                          f"most frequent class of a group is as likely as the least), got {flat['data.imbalance']}")
     if not 0.0 <= flat["aug.hue"] <= 0.5:
         raise ParamsError(f"{source}: 'aug.hue' must be in [0, 0.5] turns of the colour circle, got {flat['aug.hue']}")
     if not 0.0 < flat["aug.crop_scale"] <= 1.0:

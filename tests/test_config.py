@@ -50,6 +50,7 @@ def test_auto_train_and_classifier_values_come_from_the_method_module(params, me
     ("loss.temperature", 0.0, "'loss.temperature' must be positive"),
     ("cluster.restarts", 0, "'cluster.restarts' must be positive"),
     ("aug.hue", 0.7, "'aug.hue' must be in [0, 0.5] turns"),
+    ("data.imbalance", 0.5, "'data.imbalance' must be 1 (uniform classes) or more"),
     ("infoseg.dim", 0, "'infoseg.dim' must be positive"),  # the method module's POSITIVE
     ("infoseg.bound", "kl", "'infoseg.bound' is 'kl'; expected one of jsd, dv"),  # the method module's PARAMS
     ("iic.k_over", "many", "'iic.k_over' must be int, got 'many'"),
@@ -142,6 +143,7 @@ ACCEPTED = {
     "iic.displacement": {0},  # the same location in the other view
     "train.threads": {0},  # torch's default: all cores
     "cluster.head_fit": {0},  # random heads, as DeepCluster
+    "data.imbalance": {2.0},  # the most frequent class of a group twice as likely as the least
 }
 INT_PROBES, FLOAT_PROBES = (-1, 0, 2.5, "x", True), (-1.0, 0.0, 2.0, "x", "nan", ".inf", False)
 

@@ -190,3 +190,13 @@ def test_a_folder_of_one_image_warns_that_training_and_validation_overlap(params
     (tmp_path / "prep2").mkdir()
     prepare(p, tmp_path / "prep2")
     assert "warning" not in capsys.readouterr().err  # two images: disjoint splits, no warning
+
+
+def test_textures_prepare_follows_data_imbalance(params, tmp_path):
+    counts = {}
+    for imbalance in (1, 20):
+        p, _ = params(**{"data.train_size": 30, "data.val_size": 4, "data.res": 32, "data.imbalance": imbalance})
+        out = tmp_path / f"prep{imbalance}"
+        out.mkdir()
+        counts[imbalance] = np.array(prepare(p, out)["pixel_counts"]["train"][:len(CLASSES)])
+    assert counts[20][7] < counts[1][7] / 2 and counts[20][0] > counts[1][0]  # star rarer, brick commoner

@@ -9,8 +9,8 @@ import torch
 import typer
 
 import stages.study as study_stage
-from lib.study import (CLAIMS, CONFIGS, DEFAULT, IIC, NOTRAIN, append_run, claim_rows, digest, effective_params,
-                       paired, read_runs, settings_name, verdict)
+from lib.study import (CLAIMS, CONFIGS, DEFAULT, EXPERIMENTS, IIC, IMBALANCED, NOTRAIN, append_run, claim_rows, digest,
+                       effective_params, fidelity_markdown, paired, read_runs, settings_name, verdict)
 from tests.conftest import ROOT
 
 
@@ -57,6 +57,23 @@ def test_an_unresolved_interval_says_whether_it_holds_the_papers_effect():
     assert verdict(-1.0, 3.0, 5) == "no: not resolved (interval spans 0)"  # a claim without the paper's number
     assert (verdict(0.5, 3.0, 5, 7.53), verdict(-3.0, -0.5, 5, 7.53), verdict(1.0, 1.0, 1, 7.53)[:3]) == \
         ("yes", "no: reversed", "n/a")
+
+
+def test_controlled_experiments_are_paired_like_claims_in_their_own_table():
+    none = f"{IMBALANCED} loss.balance=false"
+    runs = [_run(IMBALANCED, s, acc, miou=10.0 + s) for s, acc in enumerate((30.0, 33.0, 31.0))]
+    runs += [_run(none, s, acc, miou=10.0) for s, acc in enumerate((28.0, 30.0, 30.0))]
+    runs += [_run(DEFAULT, s, 50.0) for s in range(3)]  # the uniform data's defaults: not part of the experiment
+    text = fidelity_markdown(runs, 0, "runs.jsonl", {c: c for c in CONFIGS})
+    table = text.split("## Controlled experiments")[1]
+    # differences 2, 3, 1: mean 2, sd 1, t(0.975, 2) = 4.302653 -> half width 4.302653 / sqrt(3) = 2.484138
+    acc = next(line for line in table.splitlines() if f"`{IMBALANCED}` vs `{none}`" in line)
+    assert "| eval.acc | +2.00 [-0.48, +4.48] | 3 | no: not resolved (interval spans 0) |" in acc, acc
+    # mIoU differences 0, 1, 2: the same interval, one point lower; on the row after, without the names again
+    miou = table.splitlines()[table.splitlines().index(acc) + 1]
+    assert miou.startswith("|  |  |  | eval.miou | +1.00 [-1.48, +3.48] | 3 |"), miou
+    assert {e[2] for e in EXPERIMENTS} | {e[3] for e in EXPERIMENTS} <= set(CONFIGS)
+    assert "PiCIE beats no training" in text.split("## Controlled experiments")[0]  # the claims come first
 
 
 def test_the_study_records_each_run_and_goes_on_where_it_stopped(tmp_path, monkeypatch, capsys):

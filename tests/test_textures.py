@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from lib.data.textures import CLASSES, STUFF, THINGS, _thing_mask, make_split
+from lib.data.textures import CLASSES, STUFF, THINGS, _thing_mask, class_probabilities, make_split
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +82,18 @@ def test_colour_does_not_identify_stuff_class(split60):
     within = np.mean([np.stack(v).std(0).mean() for v in region_means.values()])
     between = means.std(0).mean()
     assert between < within
+
+
+def test_imbalance_gives_a_long_tail_of_classes_and_leaves_uniform_data_as_it_was():
+    p = class_probabilities(4, 20)
+    assert p.sum() == pytest.approx(1) and p[0] / p[-1] == pytest.approx(20)
+    assert p[1] / p[2] == pytest.approx(20 ** (1 / 3))  # geometric between the ends
+    assert class_probabilities(4, 1) is None  # uniform: the draws the data were made with before the param
+    x1, y1 = make_split(40, 32, 5)
+    x2, y2 = make_split(40, 32, 5, imbalance=1.0)
+    assert np.array_equal(x1, x2) and np.array_equal(y1, y2)
+    _, ys = make_split(40, 32, 5, imbalance=20)
+    freq, skewed = np.bincount(y1.ravel(), minlength=8), np.bincount(ys.ravel(), minlength=8)
+    spread = lambda f: f.max() / max(f.min(), 1)  # noqa: E731
+    assert spread(skewed) > 3 * spread(freq)  # the rarest class far rarer against the most frequent
+    assert skewed[0] > skewed[3] and skewed[4] > skewed[7]  # the first class of each group leads its last

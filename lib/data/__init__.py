@@ -60,7 +60,7 @@ def prepare_textures(p, out, workers):
     # seed) fixes them, so `-S seed=1` re-trains on the same data.
     for split, n, side, offset in (("train", p.data.train_size, p.data.train_res, 0),
                                    ("val", p.data.val_size, p.data.res, 1)):
-        images, labels = make_split(n, side, 2 * p.data.seed + offset)
+        images, labels = make_split(n, side, 2 * p.data.seed + offset, p.data.imbalance)
         np.save(out / f"{split}_images.npy", images)
         np.save(out / f"{split}_labels.npy", labels)
         counts[split] = np.bincount(labels.ravel(), minlength=256).tolist()

@@ -77,9 +77,18 @@ def _texture_crop(rng, name: str, res: int) -> np.ndarray:
     return resize(crop, (res, res), order=1, anti_aliasing=c > res, preserve_range=True).astype(np.float32)
 
 
-def _paint_stuff(rng, res: int, img: np.ndarray, lab: np.ndarray) -> None:
+def class_probabilities(n: int, imbalance: float) -> np.ndarray | None:
+    """Draw probabilities of a group's n classes whose most frequent is `imbalance` times its least
+    frequent, geometrically spaced; None at 1 (uniform: the draws as made before the param existed)."""
+    if imbalance == 1:
+        return None
+    p = float(imbalance) ** (-np.arange(n) / (n - 1))
+    return p / p.sum()
+
+
+def _paint_stuff(rng, res: int, img: np.ndarray, lab: np.ndarray, p_stuff=None) -> None:
     k = int(rng.integers(2, 4))
-    classes = rng.choice(len(STUFF), size=k, replace=False)
+    classes = rng.choice(len(STUFF), size=k, replace=False, p=p_stuff)
     part = _stuff_partition(rng, res, k)
     for r, cls in enumerate(classes):
         m = part == r
@@ -139,8 +148,8 @@ def _thing_mask(rng, kind: str, side: int) -> np.ndarray:
     return _fit_polygon(np.stack([rad * np.sin(ang), rad * np.cos(ang)], 1), side)
 
 
-def _paint_thing(rng, res: int, img: np.ndarray, lab: np.ndarray) -> None:
-    cls = int(rng.integers(len(THINGS)))
+def _paint_thing(rng, res: int, img: np.ndarray, lab: np.ndarray, p_things=None) -> None:
+    cls = int(rng.integers(len(THINGS)) if p_things is None else rng.choice(len(THINGS), p=p_things))
     side = int(round(res * (0.2 + 0.4 * rng.uniform() ** (1 / 3))))  # 20-60 % of res, biased large
     mask = _thing_mask(rng, THINGS[cls], max(side, 3))
     h, w = mask.shape
@@ -161,22 +170,26 @@ def _paint_thing(rng, res: int, img: np.ndarray, lab: np.ndarray) -> None:
     lab[ya:yb, xa:xb][m] = len(STUFF) + cls
 
 
-def _make_image(rng, res: int) -> tuple[np.ndarray, np.ndarray]:
+def _make_image(rng, res: int, imbalance: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     img = np.zeros((res, res, 3), np.float32)
     lab = np.zeros((res, res), np.uint8)
-    _paint_stuff(rng, res, img, lab)
+    _paint_stuff(rng, res, img, lab, class_probabilities(len(STUFF), imbalance))
     for _ in range(int(rng.choice([1, 2, 3], p=[0.1, 0.4, 0.5]))):
-        _paint_thing(rng, res, img, lab)  # later things overwrite earlier ones
+        # later things overwrite earlier ones
+        _paint_thing(rng, res, img, lab, class_probabilities(len(THINGS), imbalance))
     return (img * 255.0 + 0.5).astype(np.uint8), lab
 
 
-def make_split(n: int, res: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def make_split(n: int, res: int, seed: int, imbalance: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """n images (n, res, res, 3) uint8 and labels (n, res, res) uint8 with ids 0..7.
 
-    Image i is generated from child i of SeedSequence(seed), so it does not depend on n.
+    Image i is generated from child i of SeedSequence(seed), so it does not depend on n. `imbalance`
+    (data.imbalance) skews the classes drawn for the regions and things, within stuff and within things,
+    from uniform (1) towards a long tail like real scenes' (the first class of each group `imbalance`
+    times as likely as the last).
     """
     images = np.empty((n, res, res, 3), np.uint8)
     labels = np.empty((n, res, res), np.uint8)
     for i, ss in enumerate(np.random.SeedSequence(seed).spawn(n)):
-        images[i], labels[i] = _make_image(np.random.default_rng(ss), res)
+        images[i], labels[i] = _make_image(np.random.default_rng(ss), res, imbalance)
     return images, labels
