@@ -12,7 +12,8 @@ settings) with each seed, one `dvc exp run --temp` at a time up to the
 evaluate and probe stages, seed by seed so that paired differences appear
 early. Each finished run is appended to the results file (committed with the
 project; a run is identified by the params it ran with, and one already
-there is skipped), and reports/fidelity.md (the claims), reports/methods.md
+there is skipped), and reports/fidelity.md (the claims, and the controlled
+experiments of lib/study.EXPERIMENTS), reports/methods.md
 and reports/ablations.md (the reporting variant) and reports/tuning.md (the
 tuning variant) are written from it after every run. Stop it at any time and run it again,
 here or on another machine, to go on. The work is lib/study.py's.
