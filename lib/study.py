@@ -252,11 +252,10 @@ def verdict(lo, hi, n, paper=None):
 
 def claim_rows(runs, data_seed, digests, claims=CLAIMS):
     """One row per (claim, metric): the paper's difference, ours (mean, 95 % interval, n), the verdict.
-    claims: CLAIMS, or EXPERIMENTS (whose last field, what they test, takes the paper's numbers' place)."""
+    claims: CLAIMS' shape (for EXPERIMENTS, with None for the paper's numbers)."""
     table = by_config(runs, data_seed, digests)
     rows = []
     for paper_table, claim, better, worse, keys, paper in claims:
-        paper = paper if isinstance(paper, tuple) else None
         b, w = table.get(better, {}), table.get(worse, {})
         for i, key in enumerate(keys):
             mean, lo, hi, n = paired_by_seed(b, w, key)
@@ -275,8 +274,12 @@ CLAIMS_HEADER = ("| table | claim (better vs worse) | metric | paper | ours: mea
                  "|---|---|---|---|---|---|---|")
 
 
+def _interval(r):
+    return f"{_f(r['mean'])} [{_f(r['low'])}, {_f(r['high'])}]"
+
+
 def _claim_line(r):
-    ours = f"{_f(r['mean'])} [{_f(r['low'])}, {_f(r['high'])}]"
+    ours = _interval(r)
     return (f"| {r['table']} | {r['claim']} (`{r['better']}` vs `{r['worse']}`) | {r['metric']} | "
             f"{_f(r['paper'])} | {ours} | {r['n']} | {r['verdict']} |")
 
@@ -302,12 +305,12 @@ def fidelity_markdown(runs, data_seed, results_path, digests):
               "| table | experiment (better vs worse) | why | metric | ours: mean [95 % CI] | n | shown |",
               "|---|---|---|---|---|---|---|"]
     why, shown = {e[1]: e[5] for e in EXPERIMENTS}, set()
-    for r in claim_rows(runs, data_seed, digests, EXPERIMENTS):
+    for r in claim_rows(runs, data_seed, digests, [(*e[:5], None) for e in EXPERIMENTS]):
         first = r["claim"] not in shown  # the experiment and its reason once, on its first metric's row
         shown.add(r["claim"])
         name = f"{r['claim']} (`{r['better']}` vs `{r['worse']}`)" if first else ""
         lines.append(f"| {r['table'] if first else ''} | {name} | {why[r['claim']] if first else ''} | "
-                     f"{r['metric']} | {_f(r['mean'])} [{_f(r['low'])}, {_f(r['high'])}] | {r['n']} | "
+                     f"{r['metric']} | {_interval(r)} | {r['n']} | "
                      f"{r['verdict']} |")
     return "\n".join(lines) + "\n"
 

@@ -170,13 +170,12 @@ def _paint_thing(rng, res: int, img: np.ndarray, lab: np.ndarray, p_things=None)
     lab[ya:yb, xa:xb][m] = len(STUFF) + cls
 
 
-def _make_image(rng, res: int, imbalance: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def _make_image(rng, res: int, p_stuff=None, p_things=None) -> tuple[np.ndarray, np.ndarray]:
     img = np.zeros((res, res, 3), np.float32)
     lab = np.zeros((res, res), np.uint8)
-    _paint_stuff(rng, res, img, lab, class_probabilities(len(STUFF), imbalance))
+    _paint_stuff(rng, res, img, lab, p_stuff)
     for _ in range(int(rng.choice([1, 2, 3], p=[0.1, 0.4, 0.5]))):
-        # later things overwrite earlier ones
-        _paint_thing(rng, res, img, lab, class_probabilities(len(THINGS), imbalance))
+        _paint_thing(rng, res, img, lab, p_things)  # later things overwrite earlier ones
     return (img * 255.0 + 0.5).astype(np.uint8), lab
 
 
@@ -190,6 +189,7 @@ def make_split(n: int, res: int, seed: int, imbalance: float = 1.0) -> tuple[np.
     """
     images = np.empty((n, res, res, 3), np.uint8)
     labels = np.empty((n, res, res), np.uint8)
+    p = class_probabilities(len(STUFF), imbalance), class_probabilities(len(THINGS), imbalance)
     for i, ss in enumerate(np.random.SeedSequence(seed).spawn(n)):
-        images[i], labels[i] = _make_image(np.random.default_rng(ss), res, imbalance)
+        images[i], labels[i] = _make_image(np.random.default_rng(ss), res, *p)
     return images, labels
