@@ -229,3 +229,19 @@ def test_head_fit_starts_the_linear_heads_as_predictors_of_the_clusters(params):
             losses[fit] = mdc.mdc_loss(z1, None, clf, p)[0].item()
     assert agreements[200] > 0.8 and agreements[0] < 0.5, agreements
     assert losses[200] < losses[0] - 0.3, losses
+
+
+def test_hue_is_read_only_by_photometric_views(params):
+    """The study pairs `aug.hue=0.5` with `aug.photometric=false` as differing in photometric invariance
+    alone: without photometric views the hue range must change nothing, with them it must change the views."""
+    x = to_tensor(_images(4), "cpu")
+
+    def views(photometric, hue):
+        p, _ = params(**TINY, **{"aug.photometric": photometric, "aug.hue": hue})
+        return augment(x, p, torch.Generator().manual_seed(0))
+
+    off_narrow, off_wide = views(False, 0.1), views(False, 0.5)
+    assert all(torch.equal(a, b) for a, b in zip(off_narrow, off_wide))
+    on_narrow, on_wide = views(True, 0.1), views(True, 0.5)
+    assert torch.equal(on_narrow[2], on_wide[2])  # the same draws: G is unchanged
+    assert not torch.equal(on_narrow[0], on_wide[0]) and not torch.equal(on_narrow[1], on_wide[1])
