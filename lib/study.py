@@ -30,11 +30,12 @@ from lib.seeds import aggregate, dvc, experiment_metrics, metric_files, stems_ma
 DEFAULT = "defaults"
 NOTRAIN, MDC, IIC = "method=notrain", "method=mdc", "method=iic"
 SINGLE = "cluster.single=true"
+NO_PHOTOMETRIC = "aug.photometric=false"
 IMBALANCED = "data.imbalance=20"  # the embedded data with a long tail of classes (0.5-31 % of the pixels)
 ZOOM = "aug.crop_measure=side"  # the authors' crops: 0.5-1 of the side, 0.25-1 of the area (ours: 0.5-1 of it)
 ANY_HUE = "aug.hue=0.5"  # photometric jitter that spans the colour circle, as the embedded data's tints do
 CONFIGS = {name: [] if name == DEFAULT else name.split() for name in (
-    DEFAULT, NOTRAIN, MDC, IIC, "aug.photometric=false", "aug.geometric=false", "model.classifier=linear",
+    DEFAULT, NOTRAIN, MDC, IIC, NO_PHOTOMETRIC, "aug.geometric=false", "model.classifier=linear",
     "cluster.k_over=32", SINGLE, "cluster.single=true loss.cross=false", "loss.balance=false",
     "loss.balance=proportional", "loss.balance=true", "loss.equivariance=mse", *(
         f"{IMBALANCED} {kv}".strip() for kv in ("", "loss.balance=false", "loss.balance=true", "cluster.k_over=32")),
@@ -46,7 +47,7 @@ CLAIMS = (
     ("1", "PiCIE beats no training", DEFAULT, NOTRAIN, SCORES, ((48.09, 13.84), (26.26, 8.41))),
     ("1", "PiCIE beats Modified DeepCluster", DEFAULT, MDC, SCORES, ((48.09, 13.84), (32.21, 9.79))),
     ("1", "PiCIE beats IIC", DEFAULT, IIC, SCORES, ((48.09, 13.84), (21.79, 6.71))),
-    ("5", "photometric invariance helps", DEFAULT, "aug.photometric=false", SCORES,
+    ("5", "photometric invariance helps", DEFAULT, NO_PHOTOMETRIC, SCORES,
      ((48.09, 13.84), (46.97, 12.04))),
     ("5", "geometric equivariance helps", DEFAULT, "aug.geometric=false", SCORES, ((48.09, 13.84), (42.55, 9.84))),
     ("5", "the non-parametric classifier beats a linear head", DEFAULT, "model.classifier=linear", SCORES, None),
@@ -85,7 +86,7 @@ EXPERIMENTS = (
      "full house); the authors' crops zoom in further than ours"),
     # without photometric views aug.hue is not read (lib/views.py): the pair differs in P alone, at hue 0.5
     ("5", "photometric invariance helps when its hue jitter spans the data's colours", ANY_HUE,
-     "aug.photometric=false", SCORES, "the embedded data tint each region with any hue, so colour says nothing of "
+     NO_PHOTOMETRIC, SCORES, "the embedded data tint each region with any hue, so colour says nothing of "
      "the class; the authors' jitter turns hue by at most 0.1 of the circle, too little to make clusters "
      "colour-blind"),
 )
