@@ -9,8 +9,9 @@ import torch
 import typer
 
 import stages.study as study_stage
-from lib.study import (CLAIMS, CONFIGS, DEFAULT, EXPERIMENTS, IIC, IMBALANCED, NOTRAIN, append_run, claim_rows, digest,
-                       effective_params, fidelity_markdown, paired, read_runs, settings_name, verdict)
+from lib.study import (CLAIMS, CONFIGS, DEFAULT, EXPERIMENTS, IIC, IMBALANCED, MDC, MDC_FITTED, NOTRAIN, append_run,
+                       claim_rows, digest, effective_params, fidelity_markdown, paired, read_runs, settings_name,
+                       verdict)
 from tests.conftest import ROOT
 
 
@@ -257,3 +258,20 @@ def test_experiment_names_are_valid_git_refs():
 
     assert experiment_name("cluster.single=true loss.cross=false", 3, 0) == "study-cluster.single_true_loss.cross_false-s3-d0"
     assert all(" " not in experiment_name(c, 0, 0) and "=" not in experiment_name(c, 0, 0) for c in CONFIGS)
+
+
+def test_mdc_with_fitted_heads_is_a_method_row_not_a_picie_ablation(tmp_path):
+    """The head_fit experiment's MDC runs belong to methods.md (labelled Modified DeepCluster), not to
+    'PiCIE's ablations', and its experiment row pairs them with plain MDC seed by seed."""
+    runs = [{**_run(c, s, acc, probe=probe), "method": "mdc"} for s in range(3)
+            for c, acc, probe in ((MDC, 30.0 + s, 40.0), (MDC_FITTED, 31.0 + 2 * s, 42.0))]
+    study_stage.write_tables(runs, {c: c for c in CONFIGS}, {"data.name": "textures", "data.root": ""},
+                             "runs.jsonl", str(tmp_path))
+    methods_md, ablations_md = (tmp_path / "methods.md").read_text(), (tmp_path / "ablations.md").read_text()
+    assert "| Modified DeepCluster | `method=mdc` `cluster.head_fit=3` | 33.00 ± 2.00 |" in methods_md
+    assert "head_fit" not in ablations_md
+    fidelity = (tmp_path / "fidelity.md").read_text().splitlines()
+    at = next(i for i, line in enumerate(fidelity) if f"`{MDC_FITTED}` vs `{MDC}`" in line)
+    # differences 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.302653 -> half width 2.48414; probe +2 in every seed
+    assert "| eval.acc | +2.00 [-0.48, +4.48] | 3 |" in fidelity[at]
+    assert "| probe.acc | +2.00 [+2.00, +2.00] | 3 | yes |" in fidelity[at + 2]
