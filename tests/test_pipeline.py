@@ -26,11 +26,6 @@ TINY = {
     "infoseg": {"dim": 32, "width": 16},
     "iic": {"k_over": 12},
     "report": {"images": 2},
-    # fewer readout epochs and a smaller curve sample: each stage still runs every step it has, in a fraction
-    # of the time (the pipeline tests run ~20 repros and experiments)
-    "probe": {"epochs": 2},
-    "retrain": {"epochs": 1},
-    "curves": {"images": 8, "max_points": 1000},
 }
 
 
