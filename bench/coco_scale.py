@@ -1,6 +1,7 @@
 """The COCO-Stuff-27 run, measured on this machine and projected (not a test).
 
     python bench/coco_scale.py                       # sizes 64 and 256 images: minutes on 2 CPU cores
+    python bench/coco_scale.py --sizes 256 --sizes 768 --cluster-images 128 --live-memory   # memory bounded?
     python bench/coco_scale.py --sizes 2000 --sizes 8000 --batch 128    # on a GPU
 
 Builds a synthetic prepared dataset with COCO-Stuff-27's protocol geometry
@@ -20,17 +21,28 @@ size:
 
 It prints each phase per 1000 images (k-means per epoch: it is bounded), the
 peak host memory of each part (anonymous: what the process holds, not the page cache of
-the memory-mapped images) and on CUDA the peak GPU memory, at both sizes, and
-projects one COCO-27 epoch (49,629 training images) and a 10-epoch run:
+the memory-mapped images), the memory still held after each part once glibc has
+returned its free pages (`malloc_trim`: a leak shows there) and on CUDA the peak
+GPU memory, at both sizes, and projects one COCO-27 epoch (49,629 training images) and a 10-epoch run:
 
     epoch = cluster_forward/img x min(cluster.images, N) + kmeans + (label + train + rest)/img x N
     run   = epochs x epoch + dump/img x N + eval/img x 2,175
     retrain = retrain.epochs x retrain_step/img x N   (timed on a few batches)
 
 Peak memory must not grow with the number of images beyond the bounded
-k-means sample: compare the two sizes.
+k-means sample: compare the two sizes. glibc keeps freed blocks below its
+dynamic mmap threshold (up to 32 MiB) for reuse, so the resident peak is the
+live tensors plus a cache of freed blocks whose size varies from run to run by
+hundreds of MiB at this geometry. `--live-memory` runs each size a second time
+with `MALLOC_MMAP_THRESHOLD_` at 1 MiB, so that every block of 1 MiB or more
+goes back to the system when freed and the resident peak is the live one;
+that run is ~1.65 times slower (a page fault per large block), so its times
+are not used.
 """
+import ctypes
+import gc
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -57,6 +69,7 @@ from lib.transforms import resize  # noqa: E402
 
 COCO_TRAIN, COCO_VAL = 49_629, 2_175  # PiCIE's curated COCO-Stuff-27 sets (FACTS.md section 1)
 RETRAIN_BATCHES = 8  # retrain is timed on this many batches (its cost per image does not depend on the size)
+LIVE_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2 ** 20)}  # --live-memory: blocks of 1 MiB or more unmapped when freed
 
 
 def anon_kib():
@@ -65,6 +78,17 @@ def anon_kib():
         if line.startswith("RssAnon:"):
             return int(line.split()[1])
     return 0
+
+
+def held_kib():
+    """Anonymous resident memory (KiB) once the free pages of glibc's heaps are returned (malloc_trim):
+    what the process still holds, without the allocator's cache of freed blocks."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the resident size as it is
+        pass
+    return anon_kib()
 
 
 class PeakMemory:
@@ -112,10 +136,11 @@ def measure(root, params_path):
     opt = torch.optim.Adam(model.parameters(), lr=p.train.lr)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    peaks = {}
+    peaks, held = {}, {"start": held_kib()}
     with PeakMemory() as mem:
         _, times = train_one_epoch(model, images, opt, p, g, device, 0)
     peaks["epoch"] = mem.peak
+    held["epoch"] = held_kib()
     with PeakMemory() as mem:
         fres = p.data.res // STRIDE
         index = sample_pixel_index(len(images), fres, fres, p.dump.train_points, p.seed)
@@ -124,12 +149,14 @@ def measure(root, params_path):
         gather_pixel_features(model, images, index, p.train.batch_size, device, p.data.res, out=out, desc="dump")
         times["dump"] = time.perf_counter() - t
     peaks["dump"] = mem.peak
+    held["dump"] = held_kib()
     with PeakMemory() as mem:
         t = time.perf_counter()
         for _, z in iter_features(model, val, p.train.batch_size, device, "eval"):
             z.argmax(1)  # the scored assignment's cost is the forward's; the histogram is negligible
         times["eval"] = time.perf_counter() - t
     peaks["eval"] = mem.peak
+    held["eval"] = held_kib()
     with PeakMemory() as mem:
         # retrain's step (one view, labels, cross-entropy: lib/readout) on a bounded number of batches:
         # its cost per image is what the projection needs, and it streams the images as the train pass does
@@ -142,8 +169,10 @@ def measure(root, params_path):
         times["retrain"] = time.perf_counter() - t
         times["n_retrain"] = n // p.train.batch_size * p.train.batch_size
     peaks["retrain"] = mem.peak
+    held["retrain"] = held_kib()
     times.update(n=len(images), n_val=len(val), clustered=min(len(images), p.cluster.images) or len(images),
                  peak_anon_mib=max(peaks.values()) / 1024, **{f"peak_{k}_mib": v / 1024 for k, v in peaks.items()},
+                 **{f"held_{k}_mib": v / 1024 for k, v in held.items()},
                  peak_gpu_mib=torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else 0.0)
     return times
 
@@ -167,12 +196,16 @@ def main(sizes: list[int] = typer.Option([64, 256], "--sizes", help="training im
          method: str = "picie", batch: int = typer.Option(16, help="train.batch_size (0: the protocol's, 128)"),
          cluster_images: int = typer.Option(None, help="cluster.images (default: the protocol's, 5120)"),
          epochs: int = typer.Option(10, help="train.epochs of the projected run"),
+         live_memory: bool = typer.Option(False, help="also run each size with MALLOC_MMAP_THRESHOLD_ at 1 MiB "
+                                          "and report its peaks: the live memory (its times are not used)"),
          child: str = typer.Option("", hidden=True)):
     if child:  # one size, in its own process, so that each peak is its own
         folder, params_path = child.split(",")
         print(json.dumps(measure(Path(folder), params_path)))
         return
     with tempfile.TemporaryDirectory() as folder:
+        # the projection clusters the protocol's number of images, whatever --cluster-images measured with
+        protocol_images = load_params(params_file(folder, method, batch, None, epochs)).cluster.images
         params_path = params_file(folder, method, batch, cluster_images, epochs)
         p = load_params(params_path)
         print(f"{method}, {p.model.backbone}, views {p.data.res} px of {p.data.train_res} px images, K {p.cluster.k}, "
@@ -183,16 +216,24 @@ def main(sizes: list[int] = typer.Option([64, 256], "--sizes", help="training im
         for n in sizes:
             root = Path(folder) / f"data{n}"
             build_dataset(root, n, p.data.train_res)
-            r = subprocess.run([sys.executable, __file__, "--child", f"{root},{params_path}"], cwd=ROOT,
-                               capture_output=True, text=True)
-            if r.returncode:
-                sys.exit(f"size {n} failed:\n{r.stderr[-3000:]}")
-            rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+            rows.append(run_child(n, root, params_path))
+            if live_memory:
+                live = run_child(n, root, params_path, LIVE_ENV)
+                rows[-1].update({f"live_{k}": v for k, v in live.items() if k.startswith("peak_")})
             print(f"measured {n} images", flush=True)
-    report(rows, p)
+    report(rows, p, protocol_images)
 
 
-def report(rows, p):
+def run_child(n, root, params_path, env=None):
+    """One size measured in a fresh process (so that each peak is its own), with `env` added."""
+    r = subprocess.run([sys.executable, __file__, "--child", f"{root},{params_path}"], cwd=ROOT,
+                       capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if r.returncode:
+        sys.exit(f"size {n} failed{' with ' + str(env) if env else ''}:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def report(rows, p, protocol_images):
     per = lambda r, key, n: 1000 * r[key] / n  # noqa: E731
     print("\n| phase | " + " | ".join(f"{r['n']} images" for r in rows) + " |")
     print("|---|" + "---|" * len(rows))
@@ -209,21 +250,34 @@ def report(rows, p):
              ("  dump", lambda r: r["peak_dump_mib"]),
              ("  evaluation", lambda r: r["peak_eval_mib"]),
              ("  retrain step", lambda r: r["peak_retrain_mib"]),
-             ("peak GPU memory, MiB", lambda r: r["peak_gpu_mib"])]
+             ("held once freed pages are returned (malloc_trim), MiB: before the epoch",
+              lambda r: r["held_start_mib"]),
+             ("  after the epoch / dump / evaluation / retrain step",
+              lambda r: "/".join(f"{r[f'held_{k}_mib']:.1f}" for k in ("epoch", "dump", "eval", "retrain")))]
+    if "live_peak_anon_mib" in rows[0]:
+        lines += [(f"peak live memory (MALLOC_MMAP_THRESHOLD_={LIVE_ENV['MALLOC_MMAP_THRESHOLD_']}), MiB",
+                   lambda r: r["live_peak_anon_mib"]),
+                  ("  epoch / dump / evaluation / retrain step",
+                   lambda r: "/".join(f"{r[f'live_peak_{k}_mib']:.1f}" for k in ("epoch", "dump", "eval", "retrain")))]
+    lines.append(("peak GPU memory, MiB", lambda r: r["peak_gpu_mib"]))
     for name, fn in lines:
-        print(f"| {name} | " + " | ".join(f"{fn(r):.1f}" for r in rows) + " |")
+        print(f"| {name} | " + " | ".join(v if isinstance(v := fn(r), str) else f"{v:.1f}" for r in rows) + " |")
     r = rows[-1]  # the largest size: its per-image costs are the least touched by warm-up
-    clustered = min(COCO_TRAIN, p.cluster.images) if p.cluster.images else COCO_TRAIN
+    clustered = min(COCO_TRAIN, protocol_images) if protocol_images else COCO_TRAIN
     per_image = (r["label"] + r["train"] + r["augment"] + r["data"]) / r["n"]
     epoch = r["cluster_forward"] / r["clustered"] * clustered + r["kmeans"] + per_image * COCO_TRAIN
     run = p.train.epochs * epoch + r["dump"] / r["n"] * COCO_TRAIN + r["eval"] / r["n_val"] * COCO_VAL
-    print(f"\nprojected COCO-27 epoch ({COCO_TRAIN} images, {clustered} clustered): {epoch / 3600:.1f} h; "
+    print(f"\nprojected COCO-27 epoch ({COCO_TRAIN} images, {clustered} clustered as the protocol's "
+          f"cluster.images): {epoch / 3600:.1f} h; "
           f"{p.train.epochs}-epoch run with dump and evaluation: {run / 3600:.1f} h")
     retrain = p.retrain.epochs * r["retrain"] / r["n_retrain"] * COCO_TRAIN
     print(f"projected retrain stage ({p.retrain.epochs} supervised epochs): {retrain / 3600:.1f} h, "
           f"{100 * retrain / (run + retrain):.0f} % of the run with it")
-    growth = rows[-1]["peak_anon_mib"] - rows[0]["peak_anon_mib"]
-    print(f"peak host memory from {rows[0]['n']} to {rows[-1]['n']} images: {growth:+.1f} MiB")
+    first, last = rows[0], rows[-1]
+    growth = ", ".join(f"{name} {last[key] - first[key]:+.1f} MiB" for name, key in
+                       [("peak", "peak_anon_mib"), ("held after the epoch", "held_epoch_mib"),
+                        ("live peak", "live_peak_anon_mib")] if key in first)
+    print(f"host memory from {first['n']} to {last['n']} images: {growth}")
 
 
 if __name__ == "__main__":
