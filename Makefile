@@ -16,8 +16,10 @@ setup: $(VENV)/.installed
 repro: setup
 	dvc repro
 
+# 2 test processes: 13 min against 22 for one on a 2-core CPU (the end-to-end tests are mostly
+# dvc and interpreter start-up, one thread each); `python -m pytest -q` alone runs them in one
 test: setup
-	python -m pytest -q
+	python -m pytest -q -n 2
 
 bench: setup
 	python bench/epoch_breakdown.py

@@ -1,11 +1,14 @@
-"""What every stage script shares: one-line errors, device choice, seeding."""
+"""What every stage script shares: one-line errors, device choice, seeding.
+
+torch is imported by the functions that use it, not here: the `fingerprint`
+stage runs on every `dvc repro` and needs only `user_errors`, and importing
+torch is ~2.5 s of its ~3 s."""
 import contextlib
 import functools
 import random
 import sys
 
 import numpy as np
-import torch
 
 from lib.errors import DataError, DistributedError, ParamsError, WeightsError
 
@@ -27,6 +30,8 @@ def user_errors(fn):
 
 
 def pick_device(name):
+    import torch
+
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
@@ -38,6 +43,8 @@ def set_threads(n):
     """train.threads: the CPU threads of torch and faiss (0: torch's default, the machine's cores or
     OMP_NUM_THREADS). Results are bit-identical only at the same count (a reduction split differently
     rounds differently): the count is a param, and train.json records the one used."""
+    import torch
+
     if n:
         torch.set_num_threads(n)
         with contextlib.suppress(ImportError):
@@ -48,6 +55,8 @@ def set_threads(n):
 
 
 def seed_everything(seed):
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
