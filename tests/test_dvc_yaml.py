@@ -37,6 +37,7 @@ def test_the_stages_dvc_always_runs_start_without_torch():
                              text=True, check=True).stdout.split()
         assert not [f for f in out if "/torch/" in f], f"stage {name} imports torch"
 
+
 def test_every_stage_depends_on_the_lib_code_it_imports():
     for name, stage in STAGES.items():
         out = subprocess.run([sys.executable, "-c", PROBE, _module(stage)], cwd=ROOT, capture_output=True,
