@@ -39,6 +39,7 @@ goes back to the system when freed and the resident peak is the live one;
 that run is ~1.65 times slower (a page fault per large block), so its times
 are not used.
 """
+import contextlib
 import ctypes
 import gc
 import json
@@ -137,27 +138,29 @@ def measure(root, params_path):
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     peaks, held = {}, {"start": held_kib()}
-    with PeakMemory() as mem:
+
+    @contextlib.contextmanager
+    def phase(name):
+        """The block's peak memory, and what is held once it is done."""
+        with PeakMemory() as mem:
+            yield
+        peaks[name], held[name] = mem.peak, held_kib()
+
+    with phase("epoch"):
         _, times = train_one_epoch(model, images, opt, p, g, device, 0)
-    peaks["epoch"] = mem.peak
-    held["epoch"] = held_kib()
-    with PeakMemory() as mem:
+    with phase("dump"):
         fres = p.data.res // STRIDE
         index = sample_pixel_index(len(images), fres, fres, p.dump.train_points, p.seed)
         out = np.zeros((len(index), model.out_channels), np.float16)
         t = time.perf_counter()
         gather_pixel_features(model, images, index, p.train.batch_size, device, p.data.res, out=out, desc="dump")
         times["dump"] = time.perf_counter() - t
-    peaks["dump"] = mem.peak
-    held["dump"] = held_kib()
-    with PeakMemory() as mem:
+    with phase("eval"):
         t = time.perf_counter()
         for _, z in iter_features(model, val, p.train.batch_size, device, "eval"):
             z.argmax(1)  # the scored assignment's cost is the forward's; the histogram is negligible
         times["eval"] = time.perf_counter() - t
-    peaks["eval"] = mem.peak
-    held["eval"] = held_kib()
-    with PeakMemory() as mem:
+    with phase("retrain"):
         # retrain's step (one view, labels, cross-entropy: lib/readout) on a bounded number of batches:
         # its cost per image is what the projection needs, and it streams the images as the train pass does
         n = min(len(images), RETRAIN_BATCHES * p.train.batch_size)
@@ -168,8 +171,6 @@ def measure(root, params_path):
             labels, 1, p.retrain.lr, p.train.batch_size, g, device, p.data.res, flip=True, desc="retrain")
         times["retrain"] = time.perf_counter() - t
         times["n_retrain"] = n // p.train.batch_size * p.train.batch_size
-    peaks["retrain"] = mem.peak
-    held["retrain"] = held_kib()
     times.update(n=len(images), n_val=len(val), clustered=min(len(images), p.cluster.images) or len(images),
                  peak_anon_mib=max(peaks.values()) / 1024, **{f"peak_{k}_mib": v / 1024 for k, v in peaks.items()},
                  **{f"held_{k}_mib": v / 1024 for k, v in held.items()},
@@ -233,6 +234,11 @@ def run_child(n, root, params_path, env=None):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def by_phase(row, prefix):
+    """The row's `prefix` memory of each phase, in MiB, as one table cell."""
+    return "/".join(f"{row[f'{prefix}_{k}_mib']:.1f}" for k in ("epoch", "dump", "eval", "retrain"))
+
+
 def report(rows, p, protocol_images):
     per = lambda r, key, n: 1000 * r[key] / n  # noqa: E731
     print("\n| phase | " + " | ".join(f"{r['n']} images" for r in rows) + " |")
@@ -253,12 +259,12 @@ def report(rows, p, protocol_images):
              ("held once freed pages are returned (malloc_trim), MiB: before the epoch",
               lambda r: r["held_start_mib"]),
              ("  after the epoch / dump / evaluation / retrain step",
-              lambda r: "/".join(f"{r[f'held_{k}_mib']:.1f}" for k in ("epoch", "dump", "eval", "retrain")))]
+              lambda r: by_phase(r, "held"))]
     if "live_peak_anon_mib" in rows[0]:
         lines += [(f"peak live memory (MALLOC_MMAP_THRESHOLD_={LIVE_ENV['MALLOC_MMAP_THRESHOLD_']}), MiB",
                    lambda r: r["live_peak_anon_mib"]),
                   ("  epoch / dump / evaluation / retrain step",
-                   lambda r: "/".join(f"{r[f'live_peak_{k}_mib']:.1f}" for k in ("epoch", "dump", "eval", "retrain")))]
+                   lambda r: by_phase(r, "live_peak"))]
     lines.append(("peak GPU memory, MiB", lambda r: r["peak_gpu_mib"]))
     for name, fn in lines:
         print(f"| {name} | " + " | ".join(v if isinstance(v := fn(r), str) else f"{v:.1f}" for r in rows) + " |")

@@ -27,21 +27,25 @@ def _options(stage):
     return {a[2:].replace("-", "_"): v for a, v in zip(argv, argv[1:]) if a.startswith("--")}
 
 
+def _imported_files(stage):
+    """The files of every module the stage's module imports, in a fresh interpreter."""
+    return subprocess.run([sys.executable, "-c", PROBE, _module(stage)], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
 def test_the_stages_dvc_always_runs_start_without_torch():
     """`always_changed` stages run on every `dvc repro`, even of unchanged work: importing torch would be
     ~2.5 s of each."""
     always = [name for name, stage in STAGES.items() if stage.get("always_changed")]
     assert always == ["fingerprint"]
     for name in always:
-        out = subprocess.run([sys.executable, "-c", PROBE, _module(STAGES[name])], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.split()
+        out = _imported_files(STAGES[name])
         assert not [f for f in out if "/torch/" in f], f"stage {name} imports torch"
 
 
 def test_every_stage_depends_on_the_lib_code_it_imports():
     for name, stage in STAGES.items():
-        out = subprocess.run([sys.executable, "-c", PROBE, _module(stage)], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.split()
+        out = _imported_files(stage)
         lib = ROOT / "lib"
         imported = sorted(str(Path(f).relative_to(ROOT)) for f in out
                           if f.startswith(str(lib)) and not f.endswith("lib/__init__.py"))
