@@ -59,7 +59,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lib.cli import pick_device, seed_everything  # noqa: E402
+from lib.cli import pick_device, seed_everything, set_allocator  # noqa: E402
 from lib.config import load_params  # noqa: E402
 from lib.data.textures import make_split  # noqa: E402
 from lib.features import gather_pixel_features, iter_features, sample_pixel_index, to_tensor  # noqa: E402
@@ -70,6 +70,8 @@ from lib.transforms import resize  # noqa: E402
 
 COCO_TRAIN, COCO_VAL = 49_629, 2_175  # PiCIE's curated COCO-Stuff-27 sets (FACTS.md section 1)
 RETRAIN_BATCHES = 8  # retrain is timed on this many batches (its cost per image does not depend on the size)
+OTHER = {"reuse": "system", "system": "reuse"}
+COMPARED = ("label", "train", "epoch_time_s", "peak_anon_mib")  # --compare-allocator's cells
 LIVE_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2 ** 20)}  # --live-memory: blocks of 1 MiB or more unmapped when freed
 
 
@@ -126,9 +128,11 @@ def build_dataset(root, n, side, seed=0):
                                                 "labelled": False, "channels": 3}))
 
 
-def measure(root, params_path):
-    """One size, in this process: the phases' seconds, and each phase's peak memory."""
+def measure(root, params_path, allocator):
+    """One size, in this process, under `allocator` (train.allocator): the phases' seconds, and each
+    phase's peak memory."""
     p = load_params(params_path)
+    set_allocator(allocator)  # as the stages do with train.allocator
     device = pick_device(p.train.device)
     g = seed_everything(p.seed)
     images = np.load(root / "train_images.npy", mmap_mode="r")
@@ -199,10 +203,12 @@ def main(sizes: list[int] = typer.Option([64, 256], "--sizes", help="training im
          epochs: int = typer.Option(10, help="train.epochs of the projected run"),
          live_memory: bool = typer.Option(False, help="also run each size with MALLOC_MMAP_THRESHOLD_ at 1 MiB "
                                           "and report its peaks: the live memory (its times are not used)"),
+         compare_allocator: bool = typer.Option(False, help="also run each size under the other train.allocator "
+                                                "and print its times and peak beside"),
          child: str = typer.Option("", hidden=True)):
     if child:  # one size, in its own process, so that each peak is its own
-        folder, params_path = child.split(",")
-        print(json.dumps(measure(Path(folder), params_path)))
+        folder, params_path, allocator = child.split(",")
+        print(json.dumps(measure(Path(folder), params_path, allocator)))
         return
     with tempfile.TemporaryDirectory() as folder:
         # the projection clusters the protocol's number of images, whatever --cluster-images measured with
@@ -217,17 +223,20 @@ def main(sizes: list[int] = typer.Option([64, 256], "--sizes", help="training im
         for n in sizes:
             root = Path(folder) / f"data{n}"
             build_dataset(root, n, p.data.train_res)
-            rows.append(run_child(n, root, params_path))
-            if live_memory:
-                live = run_child(n, root, params_path, LIVE_ENV)
+            rows.append(run_child(n, root, params_path, p.train.allocator))
+            if compare_allocator:
+                other = run_child(n, root, params_path, OTHER[p.train.allocator])
+                rows[-1].update({f"other_{k}": other[k] for k in COMPARED})
+            if live_memory:  # glibc's own mmap, which "reuse" switches off, returns each large freed block
+                live = run_child(n, root, params_path, "system", LIVE_ENV)
                 rows[-1].update({f"live_{k}": v for k, v in live.items() if k.startswith("peak_")})
             print(f"measured {n} images", flush=True)
     report(rows, p, protocol_images)
 
 
-def run_child(n, root, params_path, env=None):
+def run_child(n, root, params_path, allocator, env=None):
     """One size measured in a fresh process (so that each peak is its own), with `env` added."""
-    r = subprocess.run([sys.executable, __file__, "--child", f"{root},{params_path}"], cwd=ROOT,
+    r = subprocess.run([sys.executable, __file__, "--child", f"{root},{params_path},{allocator}"], cwd=ROOT,
                        capture_output=True, text=True, env={**os.environ, **(env or {})})
     if r.returncode:
         sys.exit(f"size {n} failed{' with ' + str(env) if env else ''}:\n{r.stderr[-3000:]}")
@@ -265,6 +274,13 @@ def report(rows, p, protocol_images):
                    lambda r: r["live_peak_anon_mib"]),
                   ("  epoch / dump / evaluation / retrain step",
                    lambda r: by_phase(r, "live_peak"))]
+    if "other_train" in rows[0]:
+        other = OTHER[p.train.allocator]
+        lines += [(f"train.allocator {p.train.allocator} / {other}: whole epoch, s / 1000 images",
+                   lambda r: f"{per(r, 'epoch_time_s', r['n']):.1f} / {per(r, 'other_epoch_time_s', r['n']):.1f}"),
+                  ("  training pass", lambda r: f"{per(r, 'train', r['n']):.1f} / {per(r, 'other_train', r['n']):.1f}"),
+                  ("  labelling", lambda r: f"{per(r, 'label', r['n']):.1f} / {per(r, 'other_label', r['n']):.1f}"),
+                  ("  peak host memory, MiB", lambda r: f"{r['peak_anon_mib']:.0f} / {r['other_peak_anon_mib']:.0f}")]
     lines.append(("peak GPU memory, MiB", lambda r: r["peak_gpu_mib"]))
     for name, fn in lines:
         print(f"| {name} | " + " | ".join(v if isinstance(v := fn(r), str) else f"{v:.1f}" for r in rows) + " |")

@@ -22,7 +22,7 @@ import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lib.cli import pick_device, seed_everything  # noqa: E402
+from lib.cli import pick_device, seed_everything, set_allocator  # noqa: E402
 from lib.config import load_params  # noqa: E402
 from lib.data import Prepared, prepare  # noqa: E402
 from lib.curves import epoch_scores  # noqa: E402
@@ -31,6 +31,7 @@ from lib.methods import build, train_one_epoch  # noqa: E402
 
 def main(params: str = "params.yaml", data: str = "data/prepared", epochs: int = 2):
     p = load_params(params)
+    set_allocator(p.train.allocator)  # as the train stage does
     device = pick_device(p.train.device)
     if not (Path(data) / "meta.json").is_file():
         data = tempfile.mkdtemp()

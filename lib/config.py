@@ -103,6 +103,7 @@ SCHEMA = {
     "train.amp": bool,
     "train.amp_cpu": bool,
     "train.threads": int,
+    "train.allocator": ("reuse", "system"),
     "train.nproc": int,
     "train.timeout": int,
     "curves.every": int,

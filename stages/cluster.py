@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import typer
 
-from lib.cli import set_threads, user_errors
+from lib.cli import set_allocator, set_threads, user_errors
 from lib.clustering import argmax_classifier, assign, fit_linear_classifier, kmeans, prototype_classifier
 from lib.config import load_params
 from lib.io import atomic_path
@@ -25,6 +25,7 @@ REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml"
 def main(features: str = REQUIRED, out: str = REQUIRED, params: str = "params.yaml"):
     p = load_params(params)
     set_threads(p.train.threads)
+    set_allocator(p.train.allocator)
     with h5py.File(features, "r") as f:
         x = torch.from_numpy(f["train/features"][:].astype(np.float32))
     how = p.model.classifier

@@ -15,7 +15,7 @@ import numpy as np
 import typer
 
 from lib.checkpoint import file_digest, load_model
-from lib.cli import pick_device, set_threads, user_errors
+from lib.cli import pick_device, set_allocator, set_threads, user_errors
 from lib.config import as_dict, load_params
 from lib.data import Prepared
 from lib.features import gather_pixel_features, iter_features, sample_pixel_index
@@ -31,6 +31,7 @@ def main(data: str = REQUIRED, model_path: str = REQUIRED, out: str = REQUIRED,
          params: str = "params.yaml"):
     p = load_params(params)
     set_threads(p.train.threads)
+    set_allocator(p.train.allocator)
     device = pick_device(p.train.device)
     prepared = Prepared(data)
     model, _ = load_model(model_path, device)

@@ -9,7 +9,7 @@ import time
 import typer
 
 from lib.checkpoint import load_model
-from lib.cli import pick_device, set_threads, seed_everything, user_errors
+from lib.cli import pick_device, set_allocator, set_threads, seed_everything, user_errors
 from lib.config import load_params
 from lib.data import Prepared
 from lib.io import write_json
@@ -24,6 +24,7 @@ def main(data: str = REQUIRED, model_path: str = REQUIRED, metrics: str = REQUIR
          params: str = "params.yaml"):
     p = load_params(params)
     set_threads(p.train.threads)
+    set_allocator(p.train.allocator)
     device = pick_device(p.train.device)
     g = seed_everything(p.seed)
     prepared = Prepared(data)

@@ -12,7 +12,7 @@ import typer
 
 from lib.checkpoint import load_model, save, save_model
 from lib.clustering import kmeans, neg_sq_distance
-from lib.cli import pick_device, set_threads, seed_everything, user_errors
+from lib.cli import pick_device, set_allocator, set_threads, seed_everything, user_errors
 from lib.config import as_dict, load_params
 from lib.data import Prepared
 from lib.features import gather_pixel_features, sample_pixel_index
@@ -30,6 +30,7 @@ def main(data: str = REQUIRED, model_path: str = REQUIRED, out: str = REQUIRED,
          metrics: str = REQUIRED, params: str = "params.yaml"):
     p = load_params(params)
     set_threads(p.train.threads)
+    set_allocator(p.train.allocator)
     device = pick_device(p.train.device)
     g = seed_everything(p.seed)
     prepared = Prepared(data)

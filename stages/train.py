@@ -17,7 +17,7 @@ from dvclive import Live
 
 from lib import curves, distributed
 from lib.checkpoint import resume_key, save, save_model
-from lib.cli import pick_device, set_threads, seed_everything, user_errors
+from lib.cli import pick_device, set_allocator, set_threads, seed_everything, user_errors
 from lib.config import as_dict, load_params
 from lib.data import DataError, Prepared
 from lib.io import atomic_path, remove_stale, write_json
@@ -73,6 +73,7 @@ def train(p, device, data, out, metrics, live_dir, epoch_times, checkpoint, dvc_
     pd = as_dict(p)
     say("config:\n" + yaml.safe_dump(pd, sort_keys=False), flush=True)
     threads = set_threads(p.train.threads)
+    set_allocator(p.train.allocator)
     g = seed_everything(p.seed)
     prepared = Prepared(data)
     images = prepared.images("train")
