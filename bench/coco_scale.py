@@ -2,6 +2,7 @@
 
     python bench/coco_scale.py                       # sizes 64 and 256 images: minutes on 2 CPU cores
     python bench/coco_scale.py --sizes 256 --sizes 768 --cluster-images 128 --live-memory   # memory bounded?
+    python bench/coco_scale.py --sizes 128 --sizes 384 --cluster-images 64 --compare-allocator  # train.allocator
     python bench/coco_scale.py --sizes 2000 --sizes 8000 --batch 128    # on a GPU
 
 Builds a synthetic prepared dataset with COCO-Stuff-27's protocol geometry
@@ -30,14 +31,19 @@ GPU memory, at both sizes, and projects one COCO-27 epoch (49,629 training image
     retrain = retrain.epochs x retrain_step/img x N   (timed on a few batches)
 
 Peak memory must not grow with the number of images beyond the bounded
-k-means sample: compare the two sizes. glibc keeps freed blocks below its
-dynamic mmap threshold (up to 32 MiB) for reuse, so the resident peak is the
-live tensors plus a cache of freed blocks whose size varies from run to run by
-hundreds of MiB at this geometry. `--live-memory` runs each size a second time
-with `MALLOC_MMAP_THRESHOLD_` at 1 MiB, so that every block of 1 MiB or more
-goes back to the system when freed and the resident peak is the live one;
-that run is ~1.65 times slower (a page fault per large block), so its times
-are not used.
+k-means sample: compare the two sizes, and the epoch's peak in each tenth of
+its time (a peak reached early and held, or one still climbing). Each size
+runs under params.yaml's `train.allocator` (`reuse` by default: freed blocks
+kept for the next step, so the resident peak is the heap's high-water mark,
+fragments included); `--compare-allocator` runs it again under the other
+one, in its own process, and prints both. Under `system` (glibc's default)
+freed blocks below its dynamic mmap threshold (up to 32 MiB) are kept for
+reuse, so the resident peak is the live tensors plus a cache of freed blocks
+whose size varies from run to run by hundreds of MiB at this geometry.
+`--live-memory` runs each size a third time, under `system` with
+`MALLOC_MMAP_THRESHOLD_` at 1 MiB, so that every block of 1 MiB or more goes
+back to the system when freed and the resident peak is the live one; that
+run is slower (a page fault per large block), so its times are not used.
 """
 import contextlib
 import ctypes
@@ -95,17 +101,19 @@ def held_kib():
 
 
 class PeakMemory:
-    """The largest anonymous resident size seen while the block runs (sampled every 20 ms)."""
+    """The largest anonymous resident size seen while the block runs (sampled every 20 ms), and the
+    samples, to tell a peak reached early and held from one that keeps growing."""
 
     def __enter__(self):
-        self.peak, self.running = anon_kib(), True
+        self.peak, self.running, self.samples = anon_kib(), True, []
         self.thread = threading.Thread(target=self._watch, daemon=True)
         self.thread.start()
         return self
 
     def _watch(self):
         while self.running:
-            self.peak = max(self.peak, anon_kib())
+            self.samples.append(anon_kib())
+            self.peak = max(self.peak, self.samples[-1])
             time.sleep(0.02)
 
     def __exit__(self, *exc):
@@ -141,14 +149,15 @@ def measure(root, params_path, allocator):
     opt = torch.optim.Adam(model.parameters(), lr=p.train.lr)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    peaks, held = {}, {"start": held_kib()}
+    peaks, held, tenths = {}, {"start": held_kib()}, {}
 
     @contextlib.contextmanager
     def phase(name):
-        """The block's peak memory, and what is held once it is done."""
+        """The block's peak memory, its peak in each tenth of its time, and what is held once it is done."""
         with PeakMemory() as mem:
             yield
         peaks[name], held[name] = mem.peak, held_kib()
+        tenths[name] = [int(max(part)) // 1024 for part in np.array_split(np.array(mem.samples), 10) if len(part)]
 
     with phase("epoch"):
         _, times = train_one_epoch(model, images, opt, p, g, device, 0)
@@ -177,7 +186,7 @@ def measure(root, params_path, allocator):
         times["n_retrain"] = n // p.train.batch_size * p.train.batch_size
     times.update(n=len(images), n_val=len(val), clustered=min(len(images), p.cluster.images) or len(images),
                  peak_anon_mib=max(peaks.values()) / 1024, **{f"peak_{k}_mib": v / 1024 for k, v in peaks.items()},
-                 **{f"held_{k}_mib": v / 1024 for k, v in held.items()},
+                 **{f"held_{k}_mib": v / 1024 for k, v in held.items()}, epoch_tenths_mib=tenths["epoch"],
                  peak_gpu_mib=torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else 0.0)
     return times
 
@@ -262,6 +271,7 @@ def report(rows, p, protocol_images):
              ("retrain step (one view, labels), s / 1000 images", lambda r: per(r, "retrain", r["n_retrain"])),
              ("peak host memory (anonymous), MiB", lambda r: r["peak_anon_mib"]),
              ("  of which: PiCIE epoch", lambda r: r["peak_epoch_mib"]),
+             ("  the epoch's peak in each tenth of its time", lambda r: "/".join(map(str, r["epoch_tenths_mib"]))),
              ("  dump", lambda r: r["peak_dump_mib"]),
              ("  evaluation", lambda r: r["peak_eval_mib"]),
              ("  retrain step", lambda r: r["peak_retrain_mib"]),

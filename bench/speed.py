@@ -38,8 +38,8 @@ from typing import List
 
 import torch
 import typer
-from torch.utils.flop_counter import FlopCounterMode
 import yaml
+from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

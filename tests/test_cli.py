@@ -5,7 +5,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# a training step at a large view size (as COCO's 320 px ones): activations and gradients of 32-128 MiB each,
+# a training step at a large view size (as COCO's 320 px ones): activations and gradients of 64 MiB each,
 # allocated and freed every step; prints what set_allocator said and the page faults of a step once warm (glibc's
 # heap takes a few steps to hold a free block of every size the step asks for)
 STEPS = """

@@ -17,7 +17,7 @@ from lib.checkpoint import resume_key
 from lib.config import as_dict
 from lib.pipeline import stage_params
 from stages import prepare as prepare_stage
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tiny_params
 
 TINY = {"data.train_size": 8, "data.val_size": 2, "data.res": 32, "model.dim": 8, "model.weights": "",
         "train.batch_size": 4, "train.epochs": 2, "cluster.images": 8, "cluster.max_points": 500,
@@ -168,17 +168,21 @@ def _outputs(run):
 
 
 def test_identical_runs_and_a_killed_then_resumed_run_write_identical_bytes(params, tmp_path):
-    """Two uninterrupted trainings give byte-identical model files and curves (DVC hashes them: a
-    model.pt whose md5 changed on every run made every later stage re-run); a training SIGKILLed after
-    its first epoch and run again resumes and ends with the same bytes, curves included, and leaves
-    no temporary behind."""
-    _, ppath = params(**{**TINY, "train.epochs": 3, "curves.images": 8, "curves.max_points": 500,
-                         "train.threads": 1})
+    """A training SIGKILLed after its first epoch and run again resumes and ends with the bytes of an
+    uninterrupted one, model file and curves included (DVC hashes them: a model.pt whose md5 changed on
+    every run made every later stage re-run), and leaves no temporary behind. A second uninterrupted run
+    under glibc's default allocator (`train.allocator: system`; the others run the default `reuse`) writes
+    the same curves, metrics and weights: its model file differs only in the params it records."""
+    tiny = {**TINY, "train.epochs": 3, "curves.images": 8, "curves.max_points": 500, "train.threads": 1}
+    _, ppath = params(**tiny)
+    (tmp_path / "system").mkdir()
+    _, system_ppath = tiny_params(tmp_path / "system", **tiny, **{"train.allocator": "system"})
     prepare_stage.main(out=str(tmp_path / "prepared"), metrics=str(tmp_path / "prep.json"), params=str(ppath))
     runs = {}
     for name in ("once", "again", "killed"):
         run = tmp_path / name
-        runs[name] = (run, {**_paths(run, ppath), "data": str(tmp_path / "prepared")})
+        own = system_ppath if name == "again" else ppath
+        runs[name] = (run, {**_paths(run, own), "data": str(tmp_path / "prepared")})
     for name in ("once", "again"):
         done = _train_process(runs[name][1], runs[name][0])
         assert done.returncode == 0, done.stderr
@@ -192,7 +196,15 @@ def test_identical_runs_and_a_killed_then_resumed_run_write_identical_bytes(para
     assert [line.split()[1] for line in resumed.stdout.splitlines() if line.startswith("epoch ")] == ["2/3", "3/3"]
     once, again, after_kill = (_outputs(runs[n][0]) for n in ("once", "again", "killed"))
     assert "model.pt" in once[0] and "live/plots/metrics/eval/acc.tsv" in once[0]
-    assert once == again
+    # the allocator's run: the same curves and metrics, the same weights; its model file differs only in the
+    # params it records
+    differ = {k for k in once[0] if once[0][k] != again[0].get(k)}
+    assert differ == {"model.pt"} and once[1] == again[1], differ
+    a, b = (torch.load(runs[n][0] / "model.pt", weights_only=True) for n in ("once", "again"))
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    pa, pb = json.loads(a["params"]), json.loads(b["params"])
+    assert (pa["train"].pop("allocator"), pb["train"].pop("allocator")) == ("reuse", "system") and pa == pb
     assert after_kill == once  # curves too: 3 epochs, numbered 0-2, the same values
     assert len((run / "live/plots/metrics/train/loss.tsv").read_text().splitlines()) == 4
     times = (run / "times.tsv").read_text().splitlines()
