@@ -100,8 +100,12 @@ def check_epoch(p):
 
 
 def check_nccl(folder):
+    # on the CPU (`cpu`: the script checked on itself) the processes talk over gloo, each normalising by its
+    # own rows (torch has no CPU SyncBatchNorm; lib/distributed.sync_batch_norm)
+    name = "NCCL, 2 processes" if DEVICE == "cuda" else "gloo, 2 processes"
+    bn = "SyncBatchNorm: the same batch statistics" if DEVICE == "cuda" else "batch-norm per process"
     if DEVICE == "cuda" and torch.cuda.device_count() < 2:
-        report("NCCL, 2 processes", None, f"{torch.cuda.device_count()} GPU(s)")
+        report(name, None, f"{torch.cuda.device_count()} GPU(s)")
         return
     from stages import prepare as prepare_stage
 
@@ -117,12 +121,12 @@ def check_nccl(folder):
                "--epoch-times", str(run / "t.tsv"), "--checkpoint", str(run / "ckpt.pt"), "--params", str(path)]
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if r.returncode:
-            report("NCCL, 2 processes", False, r.stderr.strip().splitlines()[-1])
+            report(name, False, r.stderr.strip().splitlines()[-1])
             return
         finals[n] = json.loads((run / "train.json").read_text())["final_loss"]
     gap = abs(finals[2] / finals[1] - 1)
-    report("NCCL, 2 processes", gap < 0.05, f"final loss {finals[2]:.4f} vs one process {finals[1]:.4f} "
-                                            f"({100 * gap:.2f} % apart; SyncBatchNorm: the same batch statistics)")
+    report(name, gap < 0.05, f"final loss {finals[2]:.4f} vs one process {finals[1]:.4f} "
+                             f"({100 * gap:.2f} % apart; {bn})")
 
 
 def main():
