@@ -149,18 +149,18 @@ def measure(root, params_path, allocator):
     opt = torch.optim.Adam(model.parameters(), lr=p.train.lr)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    peaks, held, tenths = {}, {"start": held_kib()}, {}
+    peaks, held = {}, {"start": held_kib()}
 
     @contextlib.contextmanager
     def phase(name):
-        """The block's peak memory, its peak in each tenth of its time, and what is held once it is done."""
+        """The block's peak memory, and what is held once it is done."""
         with PeakMemory() as mem:
-            yield
+            yield mem
         peaks[name], held[name] = mem.peak, held_kib()
-        tenths[name] = [int(max(part)) // 1024 for part in np.array_split(np.array(mem.samples), 10) if len(part)]
 
-    with phase("epoch"):
+    with phase("epoch") as mem:
         _, times = train_one_epoch(model, images, opt, p, g, device, 0)
+    tenths = [int(max(part)) // 1024 for part in np.array_split(np.array(mem.samples), 10) if len(part)]
     with phase("dump"):
         fres = p.data.res // STRIDE
         index = sample_pixel_index(len(images), fres, fres, p.dump.train_points, p.seed)
@@ -186,7 +186,7 @@ def measure(root, params_path, allocator):
         times["n_retrain"] = n // p.train.batch_size * p.train.batch_size
     times.update(n=len(images), n_val=len(val), clustered=min(len(images), p.cluster.images) or len(images),
                  peak_anon_mib=max(peaks.values()) / 1024, **{f"peak_{k}_mib": v / 1024 for k, v in peaks.items()},
-                 **{f"held_{k}_mib": v / 1024 for k, v in held.items()}, epoch_tenths_mib=tenths["epoch"],
+                 **{f"held_{k}_mib": v / 1024 for k, v in held.items()}, epoch_tenths_mib=tenths,
                  peak_gpu_mib=torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else 0.0)
     return times
 

@@ -30,6 +30,7 @@ that rate are the fastest any code doing the same computation could run it
 here; the script prints it, each variant's share of that rate, and the
 largest speed-up over the first variant it leaves.
 """
+import contextlib
 import sys
 import tempfile
 import time
@@ -98,13 +99,12 @@ def main(settings: List[str] = typer.Option([], "--set", help="key=value on top 
         for epoch in range(epochs):
             counter = FlopCounterMode(display=False) if not rows and epoch == 0 else None
             t = time.perf_counter()
-            if counter is None:
+            # the first epoch is warm-up, untimed: count its work there (every epoch does the same)
+            with counter or contextlib.nullcontext():
                 stats, times = train_one_epoch(model, images, opt, p, g, device, epoch)
-            else:  # the first epoch is warm-up, untimed: count its work (every epoch does the same)
-                with counter:
-                    stats, times = train_one_epoch(model, images, opt, p, g, device, epoch)
-                flops = counter.get_total_flops()
             wall = time.perf_counter() - t
+            if counter:
+                flops = counter.get_total_flops()
         rest = times["epoch_time_s"] - times["cluster"] - times["label"] - times["train"]
         rows.append((name, wall, times.get("cluster_forward", 0.0), times.get("kmeans", 0.0), times["label"],
                      times["train"], rest, stats["loss"]))
@@ -115,8 +115,8 @@ def main(settings: List[str] = typer.Option([], "--set", help="key=value on top 
     print(f"\nwork of one epoch: {flops / 1e9:.0f} GFLOP (network forward and backward passes; k-means not "
           f"counted)\nthis machine's {' / '.join(rates)} matrix-product rate: "
           f"{' / '.join(f'{r / 1e9:.0f}' for r in rates.values())} GFLOP/s")
-    for name, wall, *_ in rows:
-        rate = rates["bfloat16" if "bfloat16" in name else "float32"]
+    for (name, _, amp, _), (_, wall, *_) in zip(VARIANTS, rows):
+        rate = rates["bfloat16" if amp else "float32"]
         print(f"{name}: {flops / wall / 1e9:.0f} GFLOP/s, {100 * flops / wall / rate:.0f} % of its type's rate")
     print(f"fastest epoch at the better rate: {fastest:.1f} s, {base / fastest:.2f}x the first variant's: the "
           f"largest speed-up this machine allows the same computation")
