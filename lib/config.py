@@ -3,6 +3,10 @@
 A stage reads its knobs through `load_params`, which checks every key against
 SCHEMA, so that a typo'd value (`train.lr: 1e-4x`) or a wrong type stops the
 stage at once with a message naming the key, instead of failing an hour later.
+The datasets (lib/data) and the methods (lib/methods) declare their own keys,
+checks and `auto` values; this module names none of them. Reading params
+imports no torch: every stage reads them, and DVC runs the fingerprint stage
+on every `dvc repro`.
 """
 import contextlib
 import math
@@ -11,61 +15,28 @@ from types import SimpleNamespace
 
 import yaml
 
-from lib import methods
+from lib import data, methods
 from lib.errors import ParamsError
 
 BACKBONES = ("efficientnet_lite0", "resnet18", "rgb")
-
-# Each dataset's protocol (FACTS.md, sections 1 and 2), used where params say `auto`:
-# res = evaluation side and side of the views the network sees; train_res =
-# side of the stored training images the views are cropped from, as a multiple
-# of res; k = classes (folder: the lines of its classes.txt); then the training
-# schedule: train.lr, train.epochs, train.batch_size and cluster.images (the
-# images clustered each epoch). PiCIE's authors published COCO-Stuff-27's (lr
-# 1e-4) and Cityscapes' (lr 1e-3): 10 epochs, batches of 128, k-means on the
-# first 20 batches of 256 images (5,120). The other real sets take COCO's,
-# for want of published values; the embedded set and folders take the values
-# chosen on the embedded data. A method's own values (its module's TRAIN,
-# e.g. InfoSeg's paper lr and batch) come before the protocol's.
-EMBEDDED = dict(lr=5e-4, epochs=6, batch_size=32, cluster_images=160)
-AUTHORS_COCO = dict(lr=1e-4, epochs=10, batch_size=128, cluster_images=5120)
-PROTOCOLS = {
-    "textures": dict(res=128, train_scale=1, k=8, **EMBEDDED),
-    "folder": dict(res=128, train_scale=1, k=None, **EMBEDDED),
-    "cocostuff27": dict(res=320, train_scale=2, k=27, **AUTHORS_COCO),  # PiCIE: 640 px crops, views at 320
-    "cocostuff15": dict(res=128, train_scale=1.25, k=15, **AUTHORS_COCO),  # IIC: 0.33 x image, 128 px crops
-    "cocostuff3": dict(res=128, train_scale=1.25, k=3, **AUTHORS_COCO),
-    "cityscapes27": dict(res=320, train_scale=2, k=27, **{**AUTHORS_COCO, "lr": 1e-3}),
-    "cocopersons": dict(res=128, train_scale=1, k=2, **AUTHORS_COCO),  # InfoSeg: 128 x 128
-    "potsdam": dict(res=200, train_scale=1, k=6, **AUTHORS_COCO),  # IIC: 400 px crops halved to 200
-    "potsdam3": dict(res=200, train_scale=1, k=3, **AUTHORS_COCO),
-}
-DATASETS = tuple(PROTOCOLS)
 AUTO = "auto"
-# params that `auto` resolves from the protocol (or the method): key -> the protocol's name for it
+# params that `auto` resolves from the dataset's protocol (lib/data/base.Protocol), or first from the
+# method's own values (lib/methods: Method.train, e.g. InfoSeg's paper lr and batch): key -> their name
 SCHEDULE = {"train.lr": "lr", "train.epochs": "epochs", "train.batch_size": "batch_size",
             "cluster.images": "cluster_images"}
 CLASSIFIERS = ("prototype", "linear", "argmax")
 
 # key -> a type (or tuple of types) or a tuple of allowed string values. A method's own section
-# (iic.*, infoseg.*) is declared by its module (PARAMS) and joined in by `schema()`.
+# (iic.*, infoseg.*) is declared by its row in lib/methods, a dataset's own keys of the data section
+# (data.min_side, ...) by its module in lib/data; `schema()` joins them in.
 SCHEMA = {
     "seed": int,
     "method": methods.NAMES,
-    "data.name": DATASETS,
+    "data.name": tuple(data.DATASETS),
     "data.root": str,
     "data.res": (AUTO, int),
     "data.train_res": (AUTO, int),
-    "data.split": ("picie", "standard"),
     "data.seed": int,
-    "data.train_size": int,
-    "data.val_size": int,
-    "data.imbalance": float,
-    "data.val_fraction": float,
-    "data.min_side": int,
-    "data.stuff_fraction": float,
-    "data.person_min_fraction": float,
-    "data.person_max_fraction": float,
     "data.workers": int,
     "model.backbone": BACKBONES,
     "model.weights": str,
@@ -121,7 +92,7 @@ SCHEMA = {
     "report.neighbours": int,
 }
 
-POSITIVE = {"data.res", "data.train_res", "data.min_side", "data.train_size", "data.val_size", "model.dim",
+POSITIVE = {"data.res", "data.train_res", "model.dim",
             "cluster.k", "cluster.niter", "cluster.max_points", "cluster.restarts", "cluster.linear_epochs",
             "cluster.linear_lr", "train.batch_size", "train.lr", "train.nproc", "train.timeout", "loss.temperature", "curves.images",
             "curves.max_points", "dump.train_points", "probe.epochs", "probe.lr", "retrain.epochs", "retrain.lr",
@@ -131,14 +102,20 @@ NON_NEGATIVE = {"seed", "data.seed", "curves.every", "report.queries", "train.th
 
 
 def schema():
-    """SCHEMA and every method's own section; the keys that must be positive, and those that must not be
-    negative (a method's numbers are, unless its module lists them as POSITIVE)."""
+    """SCHEMA with every method's own section and every dataset's own data keys; the keys that must be
+    positive, and those that must not be negative (a method's or a dataset's numbers are, unless it lists
+    them as positive)."""
     full, positive, non_negative = dict(SCHEMA), set(POSITIVE), set(NON_NEGATIVE)
-    for name in methods.NAMES:
-        method = methods.get(name)
-        own = {f"{name}.{key}": spec for key, spec in getattr(method, "PARAMS", {}).items()}
+    owners = [(name, method.params, method.positive) for name, method in methods.METHODS.items()]
+    owners += [("data", getattr(module, "PARAMS", {}), getattr(module, "POSITIVE", ()))
+               for module in dict.fromkeys(data.DATASETS.values())]
+    for section, params, pos in owners:
+        own = {f"{section}.{key}": spec for key, spec in params.items()}
+        clash = [key for key, spec in own.items() if key in full and full[key] != spec]
+        if clash:  # two datasets declaring one key as different things: a bug of the registry, not of params
+            raise ValueError(f"'{clash[0]}' is declared twice, differently")
         full.update(own)
-        positive |= {f"{name}.{key}" for key in getattr(method, "POSITIVE", ())}
+        positive |= {f"{section}.{key}" for key in pos}
         non_negative |= {key for key, spec in own.items() if spec in (int, float)}
     return full, positive, non_negative - positive
 
@@ -218,31 +195,24 @@ def validate(raw, source="params.yaml"):
             raise ParamsError(f"{source}: '{key}' must be positive, got {value}")
         if key in non_negative and value < 0:
             raise ParamsError(f"{source}: '{key}' must be 0 or more, got {value}")
-    if flat["data.name"] != "textures" and not flat["data.root"]:
+    own = {key[len("data."):]: value for key, value in flat.items() if key.startswith("data.")}
+    if data.protocol(flat["data.name"]).root and not flat["data.root"]:
         raise ParamsError(f"{source}: 'data.root' must name the dataset's folder when data.name is "
                           f"'{flat['data.name']}'")
-    _resolve_auto(flat, source)
+    for module in dict.fromkeys(data.DATASETS.values()):  # every dataset's keys: a bad one waits for no switch
+        if hasattr(module, "check"):
+            module.check(own, source)
+    _resolve_auto(flat, own, source)
     if flat["data.res"] % 4:
         raise ParamsError(f"{source}: 'data.res' must be a multiple of 4 (the feature stride), got {flat['data.res']}")
     if flat["data.train_res"] < flat["data.res"]:
         raise ParamsError(f"{source}: 'data.train_res' ({flat['data.train_res']}) must be at least "
                           f"'data.res' ({flat['data.res']}): views are crops of the training images")
-    for key in ("data.stuff_fraction", "data.person_min_fraction", "data.person_max_fraction"):
-        if not 0.0 <= flat[key] <= 1.0:
-            raise ParamsError(f"{source}: '{key}' must be a fraction in [0, 1], got {flat[key]}")
-    if flat["data.person_min_fraction"] > flat["data.person_max_fraction"]:
-        raise ParamsError(f"{source}: 'data.person_min_fraction' is above 'data.person_max_fraction'")
     if flat["data.workers"] < 0:
         raise ParamsError(f"{source}: 'data.workers' must be 0 (all cores) or a process count, got {flat['data.workers']}")
-    if not 0.0 < flat["data.val_fraction"] < 1.0:
-        raise ParamsError(f"{source}: 'data.val_fraction' must be in (0, 1), the share of a folder's images held "
-                          f"out for evaluation, got {flat['data.val_fraction']}")
     if not 1 <= flat["model.levels"] <= 4:
         raise ParamsError(f"{source}: 'model.levels' must be 1 to 4 (backbone levels the FPN fuses, from stride "
                           f"4), got {flat['model.levels']}")
-    if flat["data.imbalance"] < 1:
-        raise ParamsError(f"{source}: 'data.imbalance' must be 1 (uniform classes) or more (how many times the "
-                          f"most frequent class of a group is as likely as the least), got {flat['data.imbalance']}")
     if not 0.0 <= flat["aug.hue"] <= 0.5:
         raise ParamsError(f"{source}: 'aug.hue' must be in [0, 0.5] turns of the colour circle, got {flat['aug.hue']}")
     if not 0.0 < flat["aug.crop_scale"] <= 1.0:
@@ -256,8 +226,9 @@ def validate(raw, source="params.yaml"):
     if flat["cluster.k"] < 2:
         raise ParamsError(f"{source}: 'cluster.k' must be at least 2, got {flat['cluster.k']} (one cluster "
                           "segments nothing: every pixel gets it and the loss is 0)")
-    if flat["cluster.k_over"] < 0:
-        raise ParamsError(f"{source}: 'cluster.k_over' must be 0 (off) or a cluster count, got {flat['cluster.k_over']}")
+    if flat["cluster.k_over"] < 0 or 0 < flat["cluster.k_over"] <= flat["cluster.k"]:
+        raise ParamsError(f"{source}: 'cluster.k_over' must be 0 (off) or an overclustering above 'cluster.k' "
+                          f"({flat['cluster.k']}), got {flat['cluster.k_over']}")
     if flat["model.backbone"] == "rgb" and flat["train.epochs"] != 0 and methods.trains(flat["method"]):
         untrained = [name for name in methods.NAMES if not methods.trains(name)]
         raise ParamsError(f"{source}: 'model.backbone: rgb' has nothing to train; set 'method' to one that "
@@ -268,18 +239,18 @@ def validate(raw, source="params.yaml"):
     return flat
 
 
-def _resolve_auto(flat, source):
-    """Replace `auto` by the named dataset's protocol value (PROTOCOLS)."""
-    proto = PROTOCOLS[flat["data.name"]]
+def _resolve_auto(flat, own_data, source):
+    """Replace `auto` by the method's own value or the named dataset's protocol value."""
+    proto = data.protocol(flat["data.name"])
     if flat["data.res"] == AUTO:
-        flat["data.res"] = proto["res"]
+        flat["data.res"] = proto.res
     if flat["data.train_res"] == AUTO:
-        flat["data.train_res"] = round(proto["train_scale"] * flat["data.res"])
-    method = methods.get(flat["method"])
+        flat["data.train_res"] = round(proto.train_scale * flat["data.res"])
+    method = methods.spec(flat["method"])
     for key, name in SCHEDULE.items():
         if flat[key] == AUTO:
-            flat[key] = getattr(method, "TRAIN", {}).get(name, proto[name])
-    own = method.CLASSIFIER  # what the method is scored by: its module says
+            flat[key] = method.train.get(name, getattr(proto, name))
+    own = method.classifier  # what the method is scored by: its row says
     if flat["model.classifier"] == AUTO:
         flat["model.classifier"] = own
     elif (flat["model.classifier"] == "argmax") != (own == "argmax"):
@@ -288,14 +259,7 @@ def _resolve_auto(flat, source):
         raise ParamsError(f"{source}: 'model.classifier' is '{flat['model.classifier']}' but method "
                           f"'{flat['method']}' {why}; set 'model.classifier: auto'")
     if flat["cluster.k"] == AUTO:
-        k = proto["k"]
-        classes = Path(flat["data.root"]) / "classes.txt"
-        if flat["data.name"] == "folder" and classes.is_file():
-            k = sum(1 for line in classes.read_text().splitlines() if line.strip())
-        if not k:
-            raise ParamsError(f"{source}: 'cluster.k: auto' needs {classes} (one class name a line); "
-                              "or set cluster.k to the number of classes you expect")
-        flat["cluster.k"] = k
+        flat["cluster.k"] = proto.k if proto.k is not None else data.dataset(flat["data.name"]).auto_k(own_data, source)
 
 
 def load_params(path="params.yaml"):

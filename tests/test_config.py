@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from lib.config import ParamsError, apply_settings, load_params
 from tests.conftest import ROOT
@@ -192,3 +193,31 @@ def test_settings_are_read_as_dvc_exp_run_s_reads_them():
                          "cluster.k=27", "report.title=a=b"])
     assert raw == {"train": {"lr": 0.0001, "amp": True}, "model": {"weights": ""},
                    "loss": {"balance": "proportional"}, "cluster": {"k": 27}, "report": {"title": "a=b"}}
+
+
+def test_overclustering_must_exceed_the_clusters(params):
+    """+H clusters into K2 > K (the paper: 100 over 27): K2 <= K is no overclustering, most likely a typo."""
+    for k_over in (1, 8):
+        with pytest.raises(ParamsError, match=rf"'cluster.k_over' must be 0 \(off\) or an overclustering above "
+                                              rf"'cluster.k' \(8\), got {k_over}"):
+            params(**{"cluster.k_over": k_over})
+    assert params(**{"cluster.k_over": 9})[0].cluster.k_over == 9
+
+
+def test_config_names_no_dataset_and_every_dataset_declares_its_protocol():
+    """A dataset is one module and a row of lib/data.DATASETS: config validation asks them."""
+    import ast
+
+    from lib import data
+
+    names = set(data.DATASETS)
+    constants = {node.value for node in ast.walk(ast.parse((ROOT / "lib/config.py").read_text()))
+                 if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    assert not {c for c in constants if c in names or "classes.txt" in c or "cocostuff" in c}
+    keys = set(yaml.safe_load((ROOT / "params.yaml").read_text())["data"])
+    for name, module in data.DATASETS.items():
+        assert isinstance(module.PROTOCOLS[name], data.base.Protocol), name
+        assert callable(module.prepare) and callable(module.reads), name
+        assert set(getattr(module, "PARAMS", {})) <= keys, name  # its own keys are in params.yaml
+        assert module.PROTOCOLS[name].k is not None or hasattr(module, "auto_k"), name
+    assert {n for module in set(data.DATASETS.values()) for n in module.PROTOCOLS} == names  # each registered

@@ -10,7 +10,7 @@ from lib.data.cocostuff import fine_to_class
 from stages import prepare as prepare_stage
 from tests import fixtures
 
-# FACTS.md section 1, transcribed independently of lib/data/cocostuff.py
+# PiCIE's and IIC's 27-class table (docs/datasets.md), transcribed independently of lib/data/cocostuff.py
 COARSE_TABLE = """
 0 electronic 71-76 | 1 appliance 77-82 | 2 food-things 51-60 | 3 furniture-things 61-70 | 4 indoor 83-90
 5 kitchen 43-50 | 6 accessory 25-32 | 7 animal 15-24 | 8 outdoor 9-14 | 9 person 0 | 10 sports 33-42

@@ -1,4 +1,4 @@
-"""The method registry: one module per method, asked by name; nothing else dispatches on the name."""
+"""The method registry: one row and one module per method, asked by name; nothing else dispatches on the name."""
 import ast
 
 import pytest
@@ -15,13 +15,14 @@ TINY = {"data.res": 32, "model.dim": 8, "model.weights": "", "model.levels": 2, 
 
 @pytest.mark.parametrize("name", methods.NAMES)
 def test_each_method_module_declares_what_the_registry_asks(params, tmp_path, name):
-    method = methods.get(name)
-    assert isinstance(method.LABEL, str) and method.LABEL and method.CLASSIFIER in CLASSIFIERS
+    method, row = methods.get(name), methods.spec(name)
+    assert isinstance(row.label, str) and row.label and row.classifier in CLASSIFIERS
     p, _ = params(method=name, **TINY)
-    assert p.model.classifier == method.CLASSIFIER  # auto is the module's
+    assert p.model.classifier == row.classifier  # auto is the row's
     lines = method.describe(as_dict(p))
     assert lines and all(line.startswith("- ") for line in lines)
-    assert methods.epochs(p) == (p.train.epochs if hasattr(method, "train_one_epoch") else 0)
+    assert row.trains == hasattr(method, "train_one_epoch")  # the row says what the module does
+    assert methods.epochs(p) == (p.train.epochs if row.trains else 0)
     # the network it trains survives its model file: same arch, same outputs
     torch.manual_seed(0)
     net = methods.build(p).eval()
@@ -29,7 +30,7 @@ def test_each_method_module_declares_what_the_registry_asks(params, tmp_path, na
     with torch.no_grad():
         out, emb = net(x), net.embed(x)
     assert out.shape == (2, net.out_channels, 8, 8) and emb.shape == (2, net.dim, 8, 8)
-    assert net.out_channels == (p.cluster.k if method.CLASSIFIER == "argmax" else p.model.dim)
+    assert net.out_channels == (p.cluster.k if row.classifier == "argmax" else p.model.dim)
     save_model(net, tmp_path / "m.pt", as_dict(p))
     again, saved = load_model(tmp_path / "m.pt")
     assert saved["method"] == name and type(again) is type(net)

@@ -178,6 +178,8 @@ def test_a_changed_folder_is_prepared_again_and_an_unchanged_one_is_not(tmp_path
     repro = [sys.executable, "-m", "dvc", "repro", "prepare"]
     assert "Running stage 'prepare'" in _run(repro, repo, env)
     assert "'prepare' didn't change" in _run(repro, repo, env)  # nothing changed: not prepared again
+    (tmp_path / "mine" / "notes.txt").write_text("not an image")  # a file the folder dataset does not read
+    assert "'prepare' didn't change" in _run(repro, repo, env)
     photo("p4.png")  # a new image
     assert "Running stage 'prepare'" in _run(repro, repo, env)
     assert json.loads((repo / "metrics/prepare.json").read_text())["train_images"] + \

@@ -1,4 +1,16 @@
-"""Datasets, prepared once into a format the training loop reads fast.
+"""Datasets, registered by the name `data.name` gives, and prepared once into a format the training
+loop reads fast.
+
+A dataset is one module (lib/data/<module>.py) that holds what makes it itself:
+- PROTOCOLS: {data.name: Protocol} for each name it serves, what `auto` params resolve to
+  (lib/data/base.Protocol: sides, classes, training schedule; whether it reads data.root);
+- reads(data) -> the paths under data.root it reads, which the fingerprint stage lists;
+- prepare(p, out, workers) -> meta: the prepared folder below, built from params `p`;
+- optionally PARAMS and POSITIVE (the schema of its own keys of the data section, e.g. the
+  curation rule's), check(data, source) (their ranges, raising ParamsError), and auto_k(data,
+  source) where its protocol's k is None (the classes are read from the data).
+DATASETS maps every name to its module: adding a dataset is its module, its row there, a fixture
+in the official on-disk layout (tests/fixtures.py) and a test of its preparation.
 
 Every dataset is prepared into one folder:
 
@@ -17,18 +29,32 @@ from pathlib import Path
 
 import numpy as np
 
+from lib.data import cityscapes, cocopersons, cocostuff, folder, potsdam, textures
 from lib.data.base import IGNORE, DataError
-from lib.data.cityscapes import prepare_cityscapes
-from lib.data.cocopersons import prepare_cocopersons
-from lib.data.cocostuff import prepare_cocostuff
-from lib.data.folder import prepare_folder
-from lib.data.potsdam import prepare_potsdam
 from lib.data.stream import n_workers
-from lib.data.textures import CLASSES as TEXTURE_CLASSES
-from lib.data.textures import STUFF as TEXTURE_STUFF
-from lib.data.textures import make_split
+from lib.errors import ParamsError
 
-__all__ = ["IGNORE", "DataError", "Prepared", "prepare", "pixel_stats"]
+__all__ = ["IGNORE", "DataError", "DATASETS", "dataset", "protocol", "Prepared", "prepare", "pixel_stats"]
+
+DATASETS = {
+    "textures": textures,  # the embedded default, made offline from scikit-image's photographs
+    "folder": folder,  # the user's own images
+    "cocostuff27": cocostuff, "cocostuff15": cocostuff, "cocostuff3": cocostuff,
+    "cityscapes27": cityscapes,
+    "cocopersons": cocopersons,
+    "potsdam": potsdam, "potsdam3": potsdam,
+}
+
+
+def dataset(name):
+    """The module of the dataset called `name`."""
+    if name not in DATASETS:
+        raise ParamsError(f"'data.name' is {name!r}; expected one of {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def protocol(name):
+    return dataset(name).PROTOCOLS[name]
 
 
 class Prepared:
@@ -53,39 +79,10 @@ class Prepared:
         return np.load(path, mmap_mode="r") if self.labelled and path.is_file() else None
 
 
-def prepare_textures(p, out, workers):
-    n_stuff = len(TEXTURE_STUFF)
-    counts = {}
-    # train and val come from disjoint seed streams; data.seed (not the training
-    # seed) fixes them, so `-S seed=1` re-trains on the same data.
-    for split, n, side, offset in (("train", p.data.train_size, p.data.train_res, 0),
-                                   ("val", p.data.val_size, p.data.res, 1)):
-        images, labels = make_split(n, side, 2 * p.data.seed + offset, p.data.imbalance)
-        np.save(out / f"{split}_images.npy", images)
-        np.save(out / f"{split}_labels.npy", labels)
-        counts[split] = np.bincount(labels.ravel(), minlength=256).tolist()
-    return dict(name="textures", classes=list(TEXTURE_CLASSES), stuff=list(range(n_stuff)),
-                things=list(range(n_stuff, len(TEXTURE_CLASSES))), labelled=True,
-                splits={"train": p.data.train_size, "val": p.data.val_size}, pixel_counts=counts, stats={},
-                names={})
-
-
-def _prepare_folder(p, out, workers):
-    return prepare_folder(p.data.root, out, p.data.res, p.data.train_res, p.data.val_fraction, p.data.seed, workers)
-
-
-PREPARERS = {"textures": prepare_textures, "folder": _prepare_folder, "cocostuff27": prepare_cocostuff,
-             "cocostuff15": prepare_cocostuff, "cocostuff3": prepare_cocostuff,
-             "cityscapes27": prepare_cityscapes, "cocopersons": prepare_cocopersons,
-             "potsdam": prepare_potsdam, "potsdam3": prepare_potsdam}
-
-
 def prepare(p, out):
     """Build the prepared folder `out` (a fresh, empty folder) for params `p`; returns meta."""
     out = Path(out)
-    if p.data.name not in PREPARERS:  # config validation lists the names; this guards direct callers
-        raise DataError(f"data.name: unknown dataset {p.data.name!r}")
-    meta = PREPARERS[p.data.name](p, out, n_workers(p.data.workers))
+    meta = dataset(p.data.name).prepare(p, out, n_workers(p.data.workers))
     meta = {"res": p.data.res, "train_res": p.data.train_res, "channels": 3, **meta}
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta

@@ -11,8 +11,12 @@ data.split:
 import functools
 from pathlib import Path
 
-from lib.data.base import IGNORE, DataError, load_pair, lookup, require
+from lib.data.base import AUTHORS_SCHEDULE, IGNORE, DataError, Protocol, load_pair, lookup, require
 from lib.data.stream import write_split
+
+# PiCIE's authors: views at 320 from 640 px crops, lr 1e-3
+PROTOCOLS = {"cityscapes27": Protocol(res=320, train_scale=2, k=27, **{**AUTHORS_SCHEDULE, "lr": 1e-3})}
+PARAMS = {"split": ("picie", "standard")}
 
 LAYOUT = """ROOT/leftImg8bit/{train,val,test,train_extra}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
                    (leftImg8bit_trainvaltest.zip; train_extra from leftImg8bit_trainextra.zip)
@@ -21,6 +25,18 @@ ROOT/gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png   (gtFin
 FIRST, LAST = 7, 33  # labelIds kept: 7 (road) .. 33 (bicycle)
 SPLITS = {"picie": {"train": ("train_extra", "test"), "val": ("train", "val")},
           "standard": {"train": ("train",), "val": ("val",)}}
+
+
+def reads(data):
+    """The leftImg8bit folders of both splits, and the gtFine folders of their labelled ones."""
+    split_of = SPLITS[data["split"]]
+    return tuple(f"{kind}/{folder}" for kind in ("leftImg8bit", "gtFine") for split in ("train", "val")
+                 for folder in split_of[split] if kind == "leftImg8bit" or _labelled(split, data["split"]))
+
+
+def _labelled(split, data_split):
+    # PiCIE's training folders have no gtFine (train_extra has none, test's are blank)
+    return split == "val" or data_split == "standard"
 
 
 def label_table():
@@ -54,14 +70,13 @@ def items(root, folders, labelled):
     return out
 
 
-def prepare_cityscapes(p, out, workers):
+def prepare(p, out, workers):
     root = require(Path(p.data.root), LAYOUT)
     table, classes, things = label_table()
     splits, counts, names = {}, {}, {}
     for split, side in (("train", p.data.train_res), ("val", p.data.res)):
         folders = SPLITS[p.data.split][split]
-        # PiCIE's training folders have no gtFine (train_extra has none, test's are blank)
-        labelled = split == "val" or p.data.split == "standard"
+        labelled = _labelled(split, p.data.split)
         pairs = items(root, folders, labelled)
         load = functools.partial(load_pair, side=side, table=table)
         hist = write_split(out, split, pairs, load, [1] * len(pairs), side, workers, labelled=labelled)

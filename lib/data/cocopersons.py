@@ -14,14 +14,33 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lib.data.base import DataError, open_image, require, square, to_rgb
+from lib.data.base import AUTHORS_SCHEDULE, DataError, Protocol, open_image, require, square, to_rgb
 from lib.data.stream import parallel_map, write_split
+from lib.errors import ParamsError
+
+PROTOCOLS = {"cocopersons": Protocol(res=128, train_scale=1, k=2, **AUTHORS_SCHEDULE)}  # InfoSeg: 128 x 128
+# the selection rule's thresholds, in the data section
+PARAMS = {"person_min_fraction": float, "person_max_fraction": float}
+READS = ("images/train2017", "images/val2017", "annotations/instances_train2017.json",
+         "annotations/instances_val2017.json")
 
 LAYOUT = """ROOT/images/train2017/<file_name>.jpg            COCO 2017 images (train2017.zip, val2017.zip)
 ROOT/images/val2017/<file_name>.jpg
 ROOT/annotations/instances_train2017.json        annotations_trainval2017.zip
 ROOT/annotations/instances_val2017.json"""
 CLASSES = ["non-person", "person"]
+
+
+def check(data, source):
+    for key in ("person_min_fraction", "person_max_fraction"):
+        if not 0.0 <= data[key] <= 1.0:
+            raise ParamsError(f"{source}: 'data.{key}' must be a fraction in [0, 1], got {data[key]}")
+    if data["person_min_fraction"] > data["person_max_fraction"]:
+        raise ParamsError(f"{source}: 'data.person_min_fraction' is above 'data.person_max_fraction'")
+
+
+def reads(data):
+    return READS
 
 
 def person_records(ann_path):
@@ -76,7 +95,7 @@ def _load(record, img_dir, side):
     return image[None], label[None]
 
 
-def prepare_cocopersons(p, out, workers):
+def prepare(p, out, workers):
     root = require(Path(p.data.root), LAYOUT)
     (out / "lists").mkdir()
     splits, counts, stats, names = {}, {}, {}, {}

@@ -1,6 +1,6 @@
 """COCO-Stuff 164k: 27 coarse classes (PiCIE), 15 stuff classes and 3 (IIC).
 
-Curation (IIC's "curated" lists, FACTS.md section 1): keep an image when both
+Curation (IIC's "curated" lists, version 7): keep an image when both
 of its sides are at least `data.min_side` px and at least `data.stuff_fraction`
 of all its pixels belong to the variant's classes (the 15 coarse stuff classes
 for cocostuff27 and -15; sky, plant and ground for cocostuff3, whose IIC rule
@@ -16,15 +16,27 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.data.base import IGNORE, DataError, load_pair, lookup, map_labels, open_image, require
+from lib.data.base import (AUTHORS_SCHEDULE, IGNORE, DataError, Protocol, load_pair, lookup, map_labels, open_image,
+                           require)
 from lib.data.stream import parallel_map, write_split
+from lib.errors import ParamsError
+
+PROTOCOLS = {
+    "cocostuff27": Protocol(res=320, train_scale=2, k=27, **AUTHORS_SCHEDULE),  # PiCIE: 640 px crops, views at 320
+    "cocostuff15": Protocol(res=128, train_scale=1.25, k=15, **AUTHORS_SCHEDULE),  # IIC: 0.33 x image, 128 px crops
+    "cocostuff3": Protocol(res=128, train_scale=1.25, k=3, **AUTHORS_SCHEDULE),
+}
+PARAMS = {"min_side": int, "stuff_fraction": float}  # the curation rule's, in the data section
+POSITIVE = ("min_side",)
+READS = ("images/train2017", "images/val2017", "annotations/train2017", "annotations/val2017")
 
 LAYOUT = """ROOT/images/train2017/<id>.jpg        COCO 2017 images (train2017.zip, val2017.zip)
 ROOT/images/val2017/<id>.jpg
 ROOT/annotations/train2017/<id>.png   COCO-Stuff stuffthingmaps_trainval2017.zip: uint8 fine ids 0-181, 255 unlabeled
 ROOT/annotations/val2017/<id>.png"""
 
-# coarse class -> fine stuffthingmaps ids (FACTS.md section 1); 0-11 things, 12-26 stuff
+# coarse class -> fine stuffthingmaps ids (the COCO-Stuff project's labels.md; PiCIE's and IIC's
+# 27-class table); 0-11 things, 12-26 stuff
 COARSE = [
     ("electronic", range(71, 77)), ("appliance", range(77, 83)), ("food-things", range(51, 61)),
     ("furniture-things", range(61, 71)), ("indoor", range(83, 91)), ("kitchen", range(43, 51)),
@@ -53,6 +65,15 @@ VARIANTS = {
 }
 IIC_SCALE = 0.33  # cocostuff15/3: IIC's pre-scaling before the 128 px crop
 CURATED = {"cocostuff27": STUFF_27, "cocostuff15": STUFF_27, "cocostuff3": [23, 22, 21]}
+
+
+def check(data, source):
+    if not 0.0 <= data["stuff_fraction"] <= 1.0:
+        raise ParamsError(f"{source}: 'data.stuff_fraction' must be a fraction in [0, 1], got {data['stuff_fraction']}")
+
+
+def reads(data):
+    return READS
 
 
 def fine_to_class(variant):
@@ -99,7 +120,7 @@ def curate(items, variant, min_side, fraction, workers, split):
     return [it for it, keep in zip(items, flags) if keep]
 
 
-def prepare_cocostuff(p, out, workers):
+def prepare(p, out, workers):
     root, variant = Path(p.data.root), p.data.name
     require(root, LAYOUT)
     table = fine_to_class(variant)

@@ -14,15 +14,42 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.data.base import IGNORE, DataError, load_pair, lookup
+from lib.data.base import EMBEDDED_SCHEDULE, IGNORE, DataError, Protocol, load_pair, lookup
 from lib.data.stream import write_split
-from lib.errors import warn
+from lib.errors import ParamsError, warn
+
+# k=None: `cluster.k: auto` is the number of lines of classes.txt (auto_k)
+PROTOCOLS = {"folder": Protocol(res=128, train_scale=1, k=None, **EMBEDDED_SCHEDULE)}
+PARAMS = {"val_fraction": float}  # the share of the images held out for evaluation
+READS = ("images", "labels", "classes.txt", "things.txt")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LAYOUT = ("DIR/images/*.png|jpg       the images\n"
           "DIR/labels/<stem>.png      optional uint8 class ids (255 = ignore)\n"
           "DIR/classes.txt            optional class names, one a line\n"
           "DIR/things.txt             optional names of the thing classes")
+
+
+def check(data, source):
+    if not 0.0 < data["val_fraction"] < 1.0:
+        raise ParamsError(f"{source}: 'data.val_fraction' must be in (0, 1), the share of a folder's images held "
+                          f"out for evaluation, got {data['val_fraction']}")
+
+
+def auto_k(data, source):
+    """`cluster.k: auto`: the class names in classes.txt; without one, the user must say."""
+    classes = Path(data["root"]) / "classes.txt"
+    if not classes.is_file():
+        raise ParamsError(f"{source}: 'cluster.k: auto' needs {classes} (one class name a line); "
+                          "or set cluster.k to the number of classes you expect")
+    k = sum(1 for line in classes.read_text().splitlines() if line.strip())
+    if not k:
+        raise ParamsError(f"{source}: 'cluster.k: auto' reads the class names of {classes}, which has none")
+    return k
+
+
+def reads(data):
+    return READS
 
 
 def _read_names(path):
@@ -108,3 +135,7 @@ def prepare_folder(root, out, res, train_res, val_fraction, seed, workers=1):
     return dict(name="folder", root=str(root), classes=classes, things=sorted(things), stuff=stuff,
                 labelled=labelled, splits={s: len(v) for s, v in splits.items()}, pixel_counts=counts,
                 stats={}, names=names)
+
+
+def prepare(p, out, workers):
+    return prepare_folder(p.data.root, out, p.data.res, p.data.train_res, p.data.val_fraction, p.data.seed, workers)

@@ -16,8 +16,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lib.data.base import IGNORE, DataError, require
+from lib.data.base import AUTHORS_SCHEDULE, IGNORE, DataError, Protocol, require
 from lib.data.stream import write_split
+
+# IIC: 400 px crops halved to 200
+PROTOCOLS = {"potsdam": Protocol(res=200, train_scale=1, k=6, **AUTHORS_SCHEDULE),
+             "potsdam3": Protocol(res=200, train_scale=1, k=3, **AUTHORS_SCHEDULE)}
+READS = ("4_Ortho_RGBIR", "5_Labels_all")
 
 LAYOUT = """ROOT/4_Ortho_RGBIR/top_potsdam_<a>_<b>_RGBIR.tif   4_Ortho_RGBIR.zip: uint8 R, G, B, IR tiles
 ROOT/5_Labels_all/top_potsdam_<a>_<b>_label.tif    5_Labels_all.zip: colour-coded class tiles"""
@@ -30,6 +35,10 @@ MERGE3 = {0: 0, 4: 0, 1: 1, 5: 1, 2: 2, 3: 2}  # {roads, car}, {buildings, clutt
 CLASSES3 = ["roads_and_cars", "buildings_and_clutter", "vegetation"]
 VAL_TILES = ("2_13", "2_14", "3_13", "3_14", "4_13", "4_14", "4_15", "5_13", "5_14", "5_15", "6_13",
              "6_14", "6_15", "7_13")
+
+
+def reads(data):
+    return READS
 
 
 def colour_table(merge):
@@ -119,7 +128,7 @@ def tiles(root):
     return out
 
 
-def prepare_potsdam(p, out, workers):
+def prepare(p, out, workers):
     root = require(Path(p.data.root), LAYOUT)
     merge = p.data.name == "potsdam3"
     found = tiles(root)

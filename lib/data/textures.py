@@ -14,9 +14,14 @@ import colorsys
 from functools import lru_cache
 
 import numpy as np
-from skimage import data as skdata
-from skimage.draw import polygon as draw_polygon
-from skimage.transform import resize
+
+from lib.data.base import EMBEDDED_SCHEDULE, Protocol
+from lib.errors import ParamsError
+
+# made from params alone (data.seed, data.train_size, ...): no data.root, nothing on disk to read
+PROTOCOLS = {"textures": Protocol(res=128, train_scale=1, k=8, root=False, **EMBEDDED_SCHEDULE)}
+PARAMS = {"train_size": int, "val_size": int, "imbalance": float}
+POSITIVE = ("train_size", "val_size")
 
 STUFF = ("brick", "grass", "gravel", "moon")  # class ids 0..3, defined by texture
 THINGS = ("horse", "disc", "triangle", "star")  # class ids 4..7, defined by shape
@@ -30,6 +35,9 @@ STUFF_SATURATION = (0.0, 0.5)
 @lru_cache(maxsize=None)
 def _texture(name: str) -> np.ndarray:
     """Grayscale texture photo as float32 in [0, 1] (512x512), loaded once."""
+    from skimage import data as skdata  # here, not at the top: reading params (lib/config) imports this
+    # module for its protocol, and skimage's transforms bring scipy (~0.7 s of every stage's start)
+
     img = getattr(skdata, name)()
     return img.astype(np.float32) / 255.0
 
@@ -37,6 +45,8 @@ def _texture(name: str) -> np.ndarray:
 @lru_cache(maxsize=None)
 def _horse() -> np.ndarray:
     """Horse silhouette (True = horse), cropped to its bounding box."""
+    from skimage import data as skdata
+
     m = ~skdata.horse()  # skimage's horse is False on the animal
     ys, xs = np.nonzero(m)
     return m[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
@@ -66,6 +76,8 @@ def _stuff_partition(rng, res: int, k: int) -> np.ndarray:
 
 def _texture_crop(rng, name: str, res: int) -> np.ndarray:
     """Random crop of a texture at a random scale (0.5x-1.5x), rotated/flipped."""
+    from skimage.transform import resize  # imported where used: see _texture
+
     tex = _texture(name)
     scale = rng.uniform(0.5, 1.5)
     c = int(min(tex.shape[0], round(res / scale)))
@@ -106,6 +118,8 @@ def _paint_stuff(rng, res: int, img: np.ndarray, lab: np.ndarray, p_stuff=None) 
 # ---------------------------------------------------------------- things
 def _fit_polygon(pts: np.ndarray, side: int) -> np.ndarray:
     """Rasterise polygon (N, 2) [y, x] scaled so its bounding box's long side = side."""
+    from skimage.draw import polygon as draw_polygon  # imported where used: see _texture
+
     pts = pts - pts.min(0)
     pts = pts * ((side - 1) / pts.max())
     h, w = (np.ceil(pts.max(0)).astype(int) + 1)
@@ -193,3 +207,29 @@ def make_split(n: int, res: int, seed: int, imbalance: float = 1.0) -> tuple[np.
     for i, ss in enumerate(np.random.SeedSequence(seed).spawn(n)):
         images[i], labels[i] = _make_image(np.random.default_rng(ss), res, *p)
     return images, labels
+
+
+def check(data, source):
+    if data["imbalance"] < 1:
+        raise ParamsError(f"{source}: 'data.imbalance' must be 1 (uniform classes) or more (how many times the "
+                          f"most frequent class of a group is as likely as the least), got {data['imbalance']}")
+
+
+def reads(data):
+    return ()
+
+
+def prepare(p, out, workers):
+    counts = {}
+    # train and val come from disjoint seed streams; data.seed (not the training
+    # seed) fixes them, so `-S seed=1` re-trains on the same data.
+    for split, n, side, offset in (("train", p.data.train_size, p.data.train_res, 0),
+                                   ("val", p.data.val_size, p.data.res, 1)):
+        images, labels = make_split(n, side, 2 * p.data.seed + offset, p.data.imbalance)
+        np.save(out / f"{split}_images.npy", images)
+        np.save(out / f"{split}_labels.npy", labels)
+        counts[split] = np.bincount(labels.ravel(), minlength=256).tolist()
+    return dict(name="textures", classes=list(CLASSES), stuff=list(range(len(STUFF))),
+                things=list(range(len(STUFF), len(CLASSES))), labelled=True,
+                splits={"train": p.data.train_size, "val": p.data.val_size}, pixel_counts=counts, stats={},
+                names={})

@@ -1,51 +1,80 @@
-"""The methods, by the name `method` gives: one module each, holding what makes it itself.
+"""The methods, by the name `method` gives: one module each for the code, one row each in METHODS for
+what params.yaml must know of it.
 
-| method  | module                  | what it trains                               | scored by (model.classifier: auto) |
-|---------|-------------------------|----------------------------------------------|------------------------------------|
-| picie   | lib/methods/picie.py    | backbone + FPN, two views, Eq. 10-15         | prototype (nearest k-means centroid) |
-| mdc     | lib/methods/mdc.py      | backbone + FPN, one view, linear head        | linear (fitted on k-means labels)  |
-| iic     | lib/methods/iic.py      | backbone + FPN + cluster heads, MI of views  | argmax (its own main head)         |
-| infoseg | lib/methods/infoseg.py  | InfoSeg's network (random init), its 2 steps | argmax (its own Eq. 4)            |
-| notrain | lib/methods/notrain.py  | nothing: the initial network                  | prototype                         |
+| method  | module          | what it trains                               | scored by (model.classifier: auto)   |
+|---------|-----------------|----------------------------------------------|--------------------------------------|
+| picie   | picie.py        | backbone + FPN, two views, Eq. 10-15         | prototype (nearest k-means centroid) |
+| mdc     | mdc.py          | backbone + FPN, one view, linear head        | linear (fitted on k-means labels)    |
+| iic     | iic.py          | backbone + FPN + cluster heads, MI of views  | argmax (its own main head)           |
+| infoseg | infoseg.py      | InfoSeg's network (random init), its 2 steps | argmax (its own Eq. 4)               |
+| notrain | notrain.py      | nothing: the initial network                 | prototype                            |
 
 What several methods share lives beside them: the views and their forward
 pass (lib/views), the clustering epoch (lib/deepcluster), the batch loop
 (lib/loop), the feature network (lib/models).
 
-A method module defines:
-- LABEL: its name in tables and the report;
-- CLASSIFIER: what `model.classifier: auto` resolves to (prototype | linear |
-  argmax; argmax for a network that outputs its own assignments);
+A method's row (`Method`) is what validating params.yaml needs: its label,
+the classifier `auto` resolves to, whether it trains, its own `auto` training
+values and the schema of its own params section. The rows import nothing:
+every stage reads params.yaml, and the fingerprint stage, which DVC runs on
+every `dvc repro`, must not start torch to do so. Its module, imported by
+name when asked for (`get`), holds the code:
 - build(p, in_chans) -> the network it trains (forward: what is dumped and
   scored; embed: the pixel features under any heads, `dim` channels);
 - train_one_epoch(model, images, optimizer, p, g, device, epoch) -> (mean
-  losses, seconds per phase); a method without it is never trained;
+  losses, seconds per phase), where its row says it trains;
 - describe(params) -> the report's lines on the run;
-- optionally TRAIN (its own train.lr / train.batch_size for `auto`), PARAMS
-  and POSITIVE (the schema of its own params section, named as the method),
-  and from_arch(arch) (for a network of its own, whose arch kind is the
-  method's name).
+- optionally from_arch(arch) (for a network of its own, whose arch kind is
+  the method's name).
 
-Adding a method: one module here and its name in NAMES. Modules are imported
-by name when asked for (`get`), so that reading params.yaml (every stage
-does) does not make every stage depend, for DVC, on every method's code.
+Adding a method: its module here and its row in METHODS (plus its params
+section, if any, in params.yaml and the train stage's params in dvc.yaml).
 """
 import importlib
+from dataclasses import dataclass, field
 
 from lib.errors import ParamsError
 
-NAMES = ("picie", "mdc", "iic", "infoseg", "notrain")
+
+@dataclass(frozen=True)
+class Method:
+    label: str  # its name in tables and the report
+    classifier: str  # what `model.classifier: auto` resolves to: prototype | linear | argmax (own assignments)
+    trains: bool = True  # False: the train stage saves the initial network (its module has no train_one_epoch)
+    train: dict = field(default_factory=dict)  # its own `auto` values: lr, batch_size (before the dataset's)
+    params: dict = field(default_factory=dict)  # the schema of its own params section, named as the method
+    positive: tuple = ()  # keys of that section that must be > 0 (its other numbers must be >= 0)
+
+
+METHODS = {
+    "picie": Method("PiCIE", "prototype"),
+    "mdc": Method("Modified DeepCluster", "linear"),
+    "iic": Method("IIC", "argmax", params={"k_over": int, "displacement": int, "heads": ("alternate", "sum")}),
+    # InfoSeg Sec. 5.1: lr 1e-4, batch 64
+    "infoseg": Method("InfoSeg", "argmax", train=dict(lr=1e-4, batch_size=64),
+                      params={"dim": int, "width": int, "tau": float, "bound": ("jsd", "dv"),
+                              "assignment": ("soft", "hard"), "objective": ("mi", "iic")},
+                      positive=("dim", "width", "tau")),
+    "notrain": Method("No Train", "prototype", trains=False),
+}
+NAMES = tuple(METHODS)
+
+
+def spec(name):
+    """The row of the method called `name`."""
+    if name not in METHODS:
+        raise ParamsError(f"'method' is {name!r}; expected one of {', '.join(NAMES)}")
+    return METHODS[name]
 
 
 def get(name):
     """The module of the method called `name`."""
-    if name not in NAMES:
-        raise ParamsError(f"'method' is {name!r}; expected one of {', '.join(NAMES)}")
+    spec(name)
     return importlib.import_module(f"{__name__}.{name}")
 
 
 def trains(name):
-    return hasattr(get(name), "train_one_epoch")
+    return spec(name).trains
 
 
 def epochs(p):
@@ -64,7 +93,7 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch):
 
 
 def label(name, classifier=None):
-    """A run's row label: the method's LABEL, and the classifier it is scored by when that is not
+    """A run's row label: the method's label, and the classifier it is scored by when that is not
     the method's own (e.g. 'No Train / linear')."""
-    method = get(name)
-    return method.LABEL if classifier in (None, "auto", method.CLASSIFIER) else f"{method.LABEL} / {classifier}"
+    method = spec(name)
+    return method.label if classifier in (None, "auto", method.classifier) else f"{method.label} / {classifier}"

@@ -1,4 +1,4 @@
-"""IIC for segmentation (Ji et al., ICCV 2019; FACTS.md section 3), as PiCIE compared it.
+"""IIC for segmentation (Ji et al., ICCV 2019), as PiCIE compared it (PiCIE Sec. 4, Table 1).
 
 Heads on the shared pixel features: a main head of K clusters and an
 auxiliary over-clustering head (`iic.k_over`, 45 in PiCIE's runs), each a 1x1
@@ -21,10 +21,6 @@ from lib.loop import now, run_batches, use_amp
 from lib.mi import iic_mutual_information
 from lib.models import describe as describe_network, feature_network, network_from_arch
 from lib.views import augment, forward_views
-
-LABEL = "IIC"
-CLASSIFIER = "argmax"
-PARAMS = {"k_over": int, "displacement": int, "heads": ("alternate", "sum")}  # the `iic` section of params.yaml
 
 
 class ClusterHeads(nn.Module):

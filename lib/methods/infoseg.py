@@ -30,12 +30,6 @@ from lib.mi import dv_bound, iic_mutual_information, jsd_bound
 from lib.transforms import resize
 from lib.views import augment, forward_views
 
-LABEL = "InfoSeg"
-CLASSIFIER = "argmax"
-TRAIN = dict(lr=1e-4, batch_size=64)  # train.lr, train.batch_size: auto (Sec. 5.1)
-PARAMS = {"dim": int, "width": int, "tau": float, "bound": ("jsd", "dv"), "assignment": ("soft", "hard"),
-          "objective": ("mi", "iic")}  # the `infoseg` section of params.yaml
-POSITIVE = ("dim", "width", "tau")
 BOUNDS = {"jsd": jsd_bound, "dv": dv_bound}
 
 

@@ -11,9 +11,6 @@ from lib import deepcluster
 from lib.deepcluster import clustering_loss, pseudo_labels
 from lib.models import describe as describe_network, feature_network
 
-LABEL = "Modified DeepCluster"
-CLASSIFIER = "linear"
-
 
 def build(p, in_chans=3):
     return feature_network(p, in_chans)

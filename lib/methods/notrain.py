@@ -4,9 +4,6 @@ the nearest centroid (or, with model.classifier: linear, a linear classifier on 
 A method with no train_one_epoch: the train stage saves the network untouched."""
 from lib.models import describe as describe_network, feature_network
 
-LABEL = "No Train"
-CLASSIFIER = "prototype"
-
 
 def build(p, in_chans=3):
     return feature_network(p, in_chans)

@@ -16,9 +16,6 @@ from lib.deepcluster import clustering_loss, pseudo_labels
 from lib.losses import cluster_loss
 from lib.models import describe as describe_network, feature_network
 
-LABEL = "PiCIE"
-CLASSIFIER = "prototype"
-
 
 def build(p, in_chans=3):
     return feature_network(p, in_chans)
