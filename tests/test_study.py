@@ -1,8 +1,14 @@
 """The fidelity study: paired statistics by hand, verdicts, and a record that resumes."""
 import json
 import math
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -194,35 +200,62 @@ def test_other_data_runs_go_to_outside_md_and_not_into_the_embedded_sets_tables(
         study_stage.main(**{**args, "data": "data.name=folder data.rot=/x"})
 
 
+STALLING_STAGE = """stages:
+  s:
+    cmd: python -c "import pathlib, time; pathlib.Path('{started}').touch(); time.sleep(float(open('wait.txt').read()))"
+    deps: [wait.txt]
+    params: [seed]
+"""
+
+
+def _running(repo, env):
+    """{experiment name: DVC's state of it} as `dvc exp show --json` lists them."""
+    show = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=repo, env=env,
+                          capture_output=True, text=True, check=True).stdout
+    return [(e["name"], (e.get("executor") or {}).get("state")) for b in json.loads(show)
+            for e in b.get("experiments") or []]
+
+
+@pytest.mark.slow
 def test_a_killed_run_leaves_nothing_that_stops_the_next_start(tmp_path):
-    """DVC's record of a temporary experiment killed while running (what a Ctrl-C leaves: a status at most
-    SUCCESS and its workspace copy still there) is removed with the copy; finished runs (status FINISHED,
-    or their copy gone), and experiments not the study's, are left alone."""
+    """What a lost session leaves of a study run, made by DVC itself: `dvc exp run --temp` killed while its
+    stage runs. DVC then lists the experiment as running for good (and the study would read that entry
+    for the next run of the name); clear_stale_runs removes it and its copy of the workspace, and the
+    next run of that name is the only one listed."""
     from lib.study import clear_stale_runs
 
-    exps = tmp_path / ".dvc/tmp/exps"
-
-    def record(rev, name, status, root):
-        (exps / "run" / rev).mkdir(parents=True)
-        info = {"location": "tempdir", "name": name, "status": status, "root_dir": str(root)}
-        (exps / "run" / rev / f"{rev}.run").write_text(json.dumps(info))
-
-    copy = exps / "standalone/tmpabc"
-    (copy / "data").mkdir(parents=True)
-    record("a1", "study-defaults-s1-d1", 1, copy)
-    record("b2", "study-defaults-s0-d1", 1, exps / "standalone/tmpdone")  # its copy removed when it ended
-    (exps / "standalone/tmpfinished").mkdir(parents=True)
-    record("b3", "study-method_iic-s1-d1", 6, exps / "standalone/tmpfinished")
-    (exps / "standalone/tmpmine").mkdir(parents=True)
-    record("c3", "mine", 1, exps / "standalone/tmpmine")
-    outside = tmp_path / "elsewhere"
-    outside.mkdir()
-    record("d4", "study-method_iic-s0-d0", 2, outside)
-    assert clear_stale_runs(tmp_path) == ["study-defaults-s1-d1", "study-method_iic-s0-d0"]
-    assert not copy.exists() and not (exps / "run/a1").exists() and not (exps / "run/d4").exists()
-    assert all((exps / "run" / rev).exists() for rev in ("b2", "b3", "c3"))
-    assert outside.exists()  # a root_dir outside DVC's temporary folder is never deleted
-    assert clear_stale_runs(tmp_path) == []
+    repo, started = tmp_path / "repo", tmp_path / "started"
+    repo.mkdir()
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t",
+               DVC_NO_ANALYTICS="1")
+    (repo / "dvc.yaml").write_text(STALLING_STAGE.format(started=started))
+    (repo / "params.yaml").write_text("seed: 0\n")
+    (repo / "wait.txt").write_text("600")
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
+    name = "study-defaults-s1-d0"
+    run = [sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", name, "-S", "seed=1"]
+    lost = subprocess.Popen(run, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not started.exists() and lost.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert started.exists(), "the experiment's stage never started"
+    finally:
+        os.killpg(lost.pid, signal.SIGKILL)  # the session is lost: DVC, its stage, everything
+        lost.wait()
+    assert _running(repo, env) == [(name, "running")]  # what DVC leaves
+    copies = list((repo / ".dvc/tmp/exps/standalone").glob("tmp*"))  # its copy of the workspace
+    assert len(copies) == 1
+    assert clear_stale_runs(repo) == [name]
+    assert _running(repo, env) == [] and not copies[0].exists()
+    (repo / "wait.txt").write_text("0")
+    subprocess.run(run, cwd=repo, env=env, check=True, capture_output=True)
+    assert _running(repo, env) == [(name, None)]  # one entry of the name, finished
+    assert clear_stale_runs(repo) == []
 
 
 def test_records_that_predate_a_param_ran_with_its_neutral_value(tmp_path):
@@ -275,3 +308,13 @@ def test_mdc_with_fitted_heads_is_a_method_row_not_a_picie_ablation(tmp_path):
     # differences 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.302653 -> half width 2.48414; probe +2 in every seed
     assert "| eval.acc | +2.00 [-0.48, +4.48] | 3 |" in fidelity[at]
     assert "| probe.acc | +2.00 [+2.00, +2.00] | 3 | yes |" in fidelity[at + 2]
+
+
+def test_the_allocator_does_not_identify_a_configuration():
+    """train.allocator changes no number a run computes: runs recorded before it was a param, and runs under
+    either value, count as today's configuration."""
+    text = (ROOT / "params.yaml").read_text()
+    today = effective_params(text, [])
+    assert "train.allocator" not in today and "seed" not in today and "data.seed" not in today
+    assert digest(effective_params(text, ["train.allocator=system"])) == digest(today)
+    assert digest(effective_params(text, ["train.threads=1"])) != digest(today)  # a param that does identify
