@@ -98,13 +98,20 @@ EXPERIMENTS = (
 TARGETS = ("evaluate", "probe")  # the stages a study run reproduces (no re-training, no report)
 
 
+# Params that do not identify a configuration: the seeds a study varies, and train.allocator, which
+# decides where the host's memory comes from, not a number the run computes (tests/test_train_stage.py
+# trains under both allocators: the same weights and curves). Records made before it was a param count
+# for today's runs whichever allocator these use.
+NOT_IDENTIFYING = ("seed", "data.seed", "train.allocator")
+
+
 def effective_params(params_text, settings):
     """The flat params a run of `settings` (-S key=value, values read as YAML, as DVC does) on top of
-    params.yaml's text trains with, less the seeds a study varies: what identifies a configuration,
-    whatever it is called (a tuned candidate today is `defaults` once params.yaml adopts it)."""
+    params.yaml's text trains with, less those that do not identify it (NOT_IDENTIFYING): what identifies
+    a configuration, whatever it is called (a tuned candidate today is `defaults` once params.yaml adopts it)."""
     flat = flatten(apply_settings(yaml.safe_load(params_text), settings))
-    flat.pop("seed", None)
-    flat.pop("data.seed", None)
+    for key in NOT_IDENTIFYING:
+        flat.pop(key, None)
     return flat
 
 
