@@ -108,11 +108,11 @@ def schema():
     full, positive, non_negative = dict(SCHEMA), set(POSITIVE), set(NON_NEGATIVE)
     owners = [(name, method.params, method.positive) for name, method in methods.METHODS.items()]
     owners += [("data", getattr(module, "PARAMS", {}), getattr(module, "POSITIVE", ()))
-               for module in dict.fromkeys(data.DATASETS.values())]
+               for module in data.MODULES]
     for section, params, pos in owners:
         own = {f"{section}.{key}": spec for key, spec in params.items()}
         clash = [key for key, spec in own.items() if key in full and full[key] != spec]
-        if clash:  # two datasets declaring one key as different things: a bug of the registry, not of params
+        if clash:  # two datasets declaring one key as different things: a bug of the registries, not of params
             raise ValueError(f"'{clash[0]}' is declared twice, differently")
         full.update(own)
         positive |= {f"{section}.{key}" for key in pos}
@@ -199,7 +199,7 @@ def validate(raw, source="params.yaml"):
     if data.protocol(flat["data.name"]).root and not flat["data.root"]:
         raise ParamsError(f"{source}: 'data.root' must name the dataset's folder when data.name is "
                           f"'{flat['data.name']}'")
-    for module in dict.fromkeys(data.DATASETS.values()):  # every dataset's keys: a bad one waits for no switch
+    for module in data.MODULES:  # every dataset's keys, the one in use or not: a bad value waits for no switch
         if hasattr(module, "check"):
             module.check(own, source)
     _resolve_auto(flat, own, source)

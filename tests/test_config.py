@@ -220,4 +220,4 @@ def test_config_names_no_dataset_and_every_dataset_declares_its_protocol():
         assert callable(module.prepare) and callable(module.reads), name
         assert set(getattr(module, "PARAMS", {})) <= keys, name  # its own keys are in params.yaml
         assert module.PROTOCOLS[name].k is not None or hasattr(module, "auto_k"), name
-    assert {n for module in set(data.DATASETS.values()) for n in module.PROTOCOLS} == names  # each registered
+    assert {n for module in data.MODULES for n in module.PROTOCOLS} == names  # each name it serves is registered

@@ -34,7 +34,7 @@ from lib.data.base import IGNORE, DataError
 from lib.data.stream import n_workers
 from lib.errors import ParamsError
 
-__all__ = ["IGNORE", "DataError", "DATASETS", "dataset", "protocol", "Prepared", "prepare", "pixel_stats"]
+__all__ = ["IGNORE", "DataError", "DATASETS", "MODULES", "dataset", "protocol", "Prepared", "prepare", "pixel_stats"]
 
 DATASETS = {
     "textures": textures,  # the embedded default, made offline from scikit-image's photographs
@@ -44,6 +44,7 @@ DATASETS = {
     "cocopersons": cocopersons,
     "potsdam": potsdam, "potsdam3": potsdam,
 }
+MODULES = tuple(dict.fromkeys(DATASETS.values()))  # each module once
 
 
 def dataset(name):
