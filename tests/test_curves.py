@@ -3,7 +3,6 @@ import json
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 import torch
 import torch.nn as nn
 
@@ -89,6 +88,8 @@ def test_the_train_stage_logs_curves_without_changing_the_training(params, tmp_p
     summary = json.loads((on / "train.json").read_text())
     header, *lines = (on / "times.tsv").read_text().splitlines()
     rows = [dict(zip(header.split("\t"), line.split("\t"))) for line in lines]
-    ratio = sum(float(r["curves_s"]) for r in rows) / sum(float(r["epoch_time_s"]) for r in rows)
-    assert summary["curves_overhead"] == pytest.approx(ratio, abs=1e-3) and ratio > 0
+    curves, epochs = (sum(float(r[key]) for r in rows) for key in ("curves_s", "epoch_time_s"))
+    slack = len(rows) * 5e-4  # the table's times are rounded to the millisecond, the summary to 1e-4
+    assert (curves - slack) / (epochs + slack) - 5e-5 <= summary["curves_overhead"] <= \
+        (curves + slack) / (epochs - slack) + 5e-5 and curves > 0
     assert "curves_overhead" not in json.loads((off / "train.json").read_text())
