@@ -16,8 +16,8 @@ setup: $(VENV)/.installed
 repro: setup
 	dvc repro
 
-# 2 test processes: 14-16 min against 22.3 for one on a 2-core CPU (the end-to-end tests are mostly
-# dvc and interpreter start-up, one thread each); `python -m pytest -q` alone runs them in one
+# 2 test processes: most of an end-to-end test is dvc and interpreter start-up, one thread each, so two
+# pay on two cores; `python -m pytest -q` alone runs them in one
 test: setup
 	python -m pytest -q -n 2
 

@@ -74,7 +74,7 @@ from lib.models.fpn import STRIDE  # noqa: E402
 from lib.readout import Supervised, fit  # noqa: E402
 from lib.transforms import resize  # noqa: E402
 
-COCO_TRAIN, COCO_VAL = 49_629, 2_175  # PiCIE's curated COCO-Stuff-27 sets (FACTS.md section 1)
+COCO_TRAIN, COCO_VAL = 49_629, 2_175  # PiCIE's curated COCO-Stuff-27 sets (docs/datasets.md)
 RETRAIN_BATCHES = 8  # retrain is timed on this many batches (its cost per image does not depend on the size)
 OTHER = {"reuse": "system", "system": "reuse"}
 COMPARED = ("label", "train", "epoch_time_s", "peak_anon_mib")  # --compare-allocator's cells

@@ -5,7 +5,7 @@ and every function here is then the identity or a no-op: the single-process
 computation is unchanged.
 
 Under `torchrun` (the train stage launches it itself for `train.nproc` > 1, or
-a user runs it across machines, README "Several processes and machines") the
+a user runs it across machines, docs/distributed.md) the
 processes split every batch, not the epoch: each draws the same shuffle, the
 same augmentations and the same pixel samples from the run's seeded generator,
 for the whole batch of `train.batch_size` images, and works on its own

@@ -1,7 +1,7 @@
 """Batched photometric (P) and geometric (G) transforms, on whatever device the batch is.
 
-Photometric transforms follow the authors' intent (FACTS.md, section 2),
-without their defects: grayscale and Gaussian blur really apply, and the blur
+Photometric transforms take the authors' settings (docs/method.md), without
+their code's defects: grayscale and Gaussian blur really apply, and the blur
 sigma is drawn from [0.1, 2]. Parameters are drawn per image from a
 `torch.Generator`, so runs are reproducible from the seed.
 
