@@ -118,7 +118,8 @@ def check_nccl(folder):
             prepare_stage.main(out=str(Path(folder) / "prepared"), metrics=str(run / "prep.json"), params=str(path))
         cmd = [sys.executable, "-m", "stages.train", "--data", str(Path(folder) / "prepared"),
                "--out", str(run / "model.pt"), "--metrics", str(run / "train.json"), "--live-dir", str(run / "live"),
-               "--epoch-times", str(run / "t.tsv"), "--checkpoint", str(run / "ckpt.pt"), "--params", str(path)]
+               "--epoch-times", str(run / "t.tsv"), "--checkpoint", str(run / "ckpt.pt"),
+               "--neighbours", str(run / "knn.npy"), "--params", str(path)]
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if r.returncode:
             report(name, False, r.stderr.strip().splitlines()[-1])

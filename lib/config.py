@@ -18,7 +18,10 @@ import yaml
 from lib import data, methods
 from lib.errors import ParamsError
 
-BACKBONES = ("efficientnet_lite0", "resnet18", "rgb")
+# model.backbone -> the stride of the pixel features it gives: its FPN's finest level (4), or a vision
+# transformer's patch size (lib/models/vit.py; a test checks each against the network built)
+BACKBONES = {"efficientnet_lite0": 4, "resnet18": 4, "rgb": 4, "dino_vits8": 8, "dino_vits16": 16, "dino_vitb8": 8,
+             "dino_vitb16": 16, "dinov2_vits14": 14, "dinov2_vitb14": 14}
 AUTO = "auto"
 # params that `auto` resolves from the dataset's protocol (lib/data/base.Protocol), or first from the
 # method's own values (lib/methods: Method.train, e.g. InfoSeg's paper lr and batch): key -> their name
@@ -38,11 +41,12 @@ SCHEMA = {
     "data.train_res": (AUTO, int),
     "data.seed": int,
     "data.workers": int,
-    "model.backbone": BACKBONES,
+    "model.backbone": tuple(BACKBONES),
     "model.weights": str,
     "model.dim": int,
     "model.levels": int,
     "model.classifier": (AUTO,) + CLASSIFIERS,
+    "model.freeze": bool,
     "aug.photometric": bool,
     "aug.geometric": bool,
     "aug.crop_scale": float,
@@ -203,13 +207,23 @@ def validate(raw, source="params.yaml"):
         if hasattr(module, "check"):
             module.check(own, source)
     _resolve_auto(flat, own, source)
-    if flat["data.res"] % 4:
-        raise ParamsError(f"{source}: 'data.res' must be a multiple of 4 (the feature stride), got {flat['data.res']}")
+    stride = feature_stride(flat)
+    if flat["data.res"] % stride:
+        near = sorted({flat["data.res"] // stride * stride, -(-flat["data.res"] // stride) * stride} - {0})
+        raise ParamsError(f"{source}: 'data.res' must be a multiple of the feature stride ({stride} for "
+                          f"{flat['model.backbone']}), got {flat['data.res']}: {' or '.join(map(str, near))}")
     if flat["data.train_res"] < flat["data.res"]:
         raise ParamsError(f"{source}: 'data.train_res' ({flat['data.train_res']}) must be at least "
                           f"'data.res' ({flat['data.res']}): views are crops of the training images")
     if flat["data.workers"] < 0:
         raise ParamsError(f"{source}: 'data.workers' must be 0 (all cores) or a process count, got {flat['data.workers']}")
+    for name, method in methods.METHODS.items():
+        for key in (f"{name}.{k}" for k in method.fractions):
+            if not 0.0 < flat[key] <= 1.0:
+                raise ParamsError(f"{source}: '{key}' must be a fraction in (0, 1], got {flat[key]}")
+    if flat["model.freeze"] and methods.spec(flat["method"]).stride:
+        raise ParamsError(f"{source}: 'model.freeze' is true but method '{flat['method']}' trains a network of its "
+                          "own, with no backbone of model.backbone to freeze")
     if not 1 <= flat["model.levels"] <= 4:
         raise ParamsError(f"{source}: 'model.levels' must be 1 to 4 (backbone levels the FPN fuses, from stride "
                           f"4), got {flat['model.levels']}")
@@ -239,11 +253,18 @@ def validate(raw, source="params.yaml"):
     return flat
 
 
+def feature_stride(flat):
+    """The stride of the run's pixel features: the backbone's, or that of a method's own network."""
+    return methods.spec(flat["method"]).stride or BACKBONES[flat["model.backbone"]]
+
+
 def _resolve_auto(flat, own_data, source):
-    """Replace `auto` by the method's own value or the named dataset's protocol value."""
+    """Replace `auto` by the method's own value or the named dataset's protocol value (its side rounded to a
+    multiple of the feature stride: 320 px is 322 for a vision transformer of 14 px patches)."""
     proto = data.protocol(flat["data.name"])
     if flat["data.res"] == AUTO:
-        flat["data.res"] = proto.res
+        stride = feature_stride(flat)
+        flat["data.res"] = max(1, round(proto.res / stride)) * stride
     if flat["data.train_res"] == AUTO:
         flat["data.train_res"] = round(proto.train_scale * flat["data.res"])
     method = methods.spec(flat["method"])

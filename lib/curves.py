@@ -21,7 +21,6 @@ import torch
 from lib.clustering import argmax_classifier, kmeans, predict_clusters, prototype_classifier
 from lib.features import gather_pixel_features, iter_features, sample_pixel_index
 from lib.metrics import evaluate_histogram, histogram
-from lib.models.fpn import STRIDE
 
 KEYS = ("acc", "miou", "things_miou", "stuff_miou")  # what is logged, under eval/
 
@@ -35,7 +34,7 @@ def due(p, epoch):
 def epoch_scores(model, train_images, val_images, val_labels, prepared, p, device):
     """{acc, miou, things_miou, stuff_miou} (%) of the network as it is now; the model's mode is kept."""
     was_training = model.training
-    fres = p.data.res // STRIDE
+    fres = p.data.res // model.stride
     n = min(len(train_images), p.curves.images)
     pick = np.linspace(0, len(train_images) - 1, n).round().astype(np.int64)  # the same images every epoch
     if p.model.classifier == "argmax":

@@ -35,7 +35,6 @@ from lib.distributed import all_cat, broadcast, is_main, rows
 from lib.features import to_tensor
 from lib.loop import now, run_batches, use_amp
 from lib.losses import balance_weights, cluster_loss, overcluster_lambdas, prototype_scores
-from lib.models.fpn import STRIDE
 from lib.views import augment, forward_views
 
 
@@ -73,7 +72,7 @@ def cluster_pass(model, images, p, g, device, epoch, views=2):
     n = len(images)
     m = min(n, p.cluster.images) if p.cluster.images > 0 else n
     order = np.sort(torch.randperm(n, generator=g)[:m].numpy())
-    fres = p.data.res // STRIDE
+    fres = p.data.res // model.stride
     per_image = max(1, min(fres * fres, math.ceil(p.cluster.max_points / m)))
     amp = use_amp(p, device)
     feats1, feats2 = [], []

@@ -23,9 +23,10 @@ def use_amp(p, device):
     return p.train.amp if device.type == "cuda" else device.type == "cpu" and p.train.amp_cpu
 
 
-def run_batches(model, images, p, g, device, epoch, step, optimizers, t0, times=None, modules=()):
+def run_batches(model, images, p, g, device, epoch, step, optimizers, t0, times=None, modules=(), read=None):
     """The rest of an epoch begun at t0: step(x, times) -> (loss, parts) for each batch x, then
-    backward and every optimiser, with the model in training mode.
+    backward and every optimiser, with the model in training mode. x is the batch's images as a
+    float tensor on the device, or what read(ids) makes of the batch's (sorted) indices into `images`.
 
     `step` adds the seconds it spends augmenting and labelling to times["augment"]
     and times["label"]; this loop adds times["data"] (reading the batch) and
@@ -52,7 +53,8 @@ def run_batches(model, images, p, g, device, epoch, step, optimizers, t0, times=
     bar = tqdm(range(max(1, len(images) // bs)), desc=f"epoch {epoch} train", leave=False, disable=not is_main())
     for b in bar:
         t = now(device)
-        x = to_tensor(images[np.sort(order[b * bs:(b + 1) * bs])], device)
+        ids = np.sort(order[b * bs:(b + 1) * bs])
+        x = read(ids) if read else to_tensor(images[ids], device)
         t1 = now(device)
         aside = times["augment"] + times["label"]
         loss, parts = call(step, x, times)

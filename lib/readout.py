@@ -19,7 +19,6 @@ from tqdm import tqdm
 from lib.data import IGNORE
 from lib.features import iter_features, to_tensor
 from lib.metrics import histogram
-from lib.models.fpn import STRIDE
 from lib.transforms import resize
 
 PROBE_CACHE_BYTES = 2 << 30  # frozen features are kept in memory (float16) up to this size
@@ -76,7 +75,7 @@ def fit_probe(model, images, labels, n_classes, p, g, device):
     model.eval()
     res = p.data.res
     head = nn.Conv2d(model.dim, n_classes, 1).to(device)
-    fres = res // STRIDE
+    fres = res // model.stride
     cache = None
     if len(images) * model.dim * fres * fres * 2 <= PROBE_CACHE_BYTES:
         # frozen features: compute them once instead of once per epoch

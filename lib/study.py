@@ -35,12 +35,14 @@ IMBALANCED = "data.imbalance=20"  # the embedded data with a long tail of classe
 ZOOM = "aug.crop_measure=side"  # the authors' crops: 0.5-1 of the side, 0.25-1 of the area (ours: 0.5-1 of it)
 ANY_HUE = "aug.hue=0.5"  # photometric jitter that spans the colour circle, as the embedded data's tints do
 MDC_FITTED = f"{MDC} cluster.head_fit=3"  # Modified DeepCluster whose fresh heads are fitted before the backbone trains
+STEGO = "method=stego"  # on the run's backbone (the study's: EfficientNet-Lite0, ImageNet weights), frozen
+STEGO_RANDOM = f"{STEGO} stego.pairs=random"  # its neighbour pairs replaced by random crops
 CONFIGS = {name: [] if name == DEFAULT else name.split() for name in (
     DEFAULT, NOTRAIN, MDC, IIC, NO_PHOTOMETRIC, "aug.geometric=false", "model.classifier=linear",
     "cluster.k_over=32", SINGLE, "cluster.single=true loss.cross=false", "loss.balance=false",
     "loss.balance=proportional", "loss.balance=true", "loss.equivariance=mse", *(
         f"{IMBALANCED} {kv}".strip() for kv in ("", "loss.balance=false", "loss.balance=true", "cluster.k_over=32")),
-    ZOOM, f"{ZOOM} {SINGLE}", ANY_HUE, MDC_FITTED)}
+    ZOOM, f"{ZOOM} {SINGLE}", ANY_HUE, MDC_FITTED, STEGO, STEGO_RANDOM)}
 SCORES = ("eval.acc", "eval.miou")
 PROBE = ("probe.acc", "probe.miou")
 # (paper table, claim, better config, worse config, metrics, the paper's (better, worse) (acc, mIoU))
@@ -69,6 +71,11 @@ CLAIMS = (
     ("7", "PiCIE's features probe better than Modified DeepCluster's", DEFAULT, MDC, PROBE,
      ((54.16, 13.89), (48.61, 13.30))),
     ("7", "PiCIE's features probe better than IIC's", DEFAULT, IIC, PROBE, ((54.16, 13.89), (44.50, 8.37))),
+    # STEGO's (ICLR 2022) central claim, on the same frozen features `notrain` clusters (lib/methods/stego.py);
+    # its paper's numbers are for DINO ViT-B/8 on COCO-Stuff-27, not this backbone: none is compared
+    ("STEGO", "STEGO beats k-means on its own frozen backbone", STEGO, NOTRAIN, SCORES, None),
+    ("STEGO", "STEGO's nearest-neighbour pairs beat random pairs", STEGO, STEGO_RANDOM, SCORES, None),
+    ("STEGO", "STEGO beats PiCIE on the same backbone", STEGO, DEFAULT, SCORES + PROBE, None),
 )
 # Controlled experiments: where a claim does not reproduce here, what in this data decides it. The same
 # shape as CLAIMS (better, worse, metrics), each with the claim it explains and what it tests.
@@ -138,7 +145,11 @@ def run_key(digest_, seed, data_seed):
 # (each one's test shows that value changes nothing): a record without the key ran with that value.
 PREDATED = {"loss.temperature": 1.0, "aug.hue": 0.1, "cluster.restarts": 1, "train.threads": 0, "iic.heads": "sum",
             "cluster.head_fit": 0, "train.nproc": 1, "train.timeout": 600,
-            "train.amp_cpu": False, "data.imbalance": 1}
+            "train.amp_cpu": False, "data.imbalance": 1, "model.freeze": False,
+            # the stego section changes no other method's run: a record before it ran with its defaults
+            "stego.dim": 70, "stego.knn": 7, "stego.pairs": "knn", "stego.crop_ratio": 0.5, "stego.samples": 11,
+            "stego.negatives": 5, "stego.self_weight": 0.67, "stego.self_shift": 0.18, "stego.knn_weight": 0.25,
+            "stego.knn_shift": 0.12, "stego.rand_weight": 0.63, "stego.rand_shift": 0.46, "stego.probe_lr": 0.005}
 
 
 def read_runs(path):

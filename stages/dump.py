@@ -20,7 +20,6 @@ from lib.config import as_dict, load_params
 from lib.data import Prepared
 from lib.features import gather_pixel_features, iter_features, sample_pixel_index
 from lib.io import atomic_path
-from lib.models.fpn import STRIDE
 from lib.pipeline import git_rev
 
 REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml")
@@ -35,11 +34,11 @@ def main(data: str = REQUIRED, model_path: str = REQUIRED, out: str = REQUIRED,
     device = pick_device(p.train.device)
     prepared = Prepared(data)
     model, _ = load_model(model_path, device)
-    fres = p.data.res // STRIDE
+    fres = p.data.res // model.stride
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update({"model": model_path, "model_md5": file_digest(model_path), "backbone": model.backbone_name,
                         "method": p.method, "classifier": p.model.classifier,
-                        "channels": model.out_channels, "stride": STRIDE, "res": p.data.res, "dataset": prepared.meta["name"],
+                        "channels": model.out_channels, "stride": model.stride, "res": p.data.res, "dataset": prepared.meta["name"],
                         "params": json.dumps(as_dict(p)), "git_rev": git_rev(),
                         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
         val = prepared.images("val")

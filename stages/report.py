@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 from typing import List
 
+import h5py
 import numpy as np
 import typer
 
@@ -12,7 +13,6 @@ from lib.config import as_dict, load_params
 from lib.data import Prepared
 from lib.io import atomic_path
 from lib.metrics import majority
-from lib.models.fpn import STRIDE
 from lib.neighbours import nearest, plot_neighbours
 from lib.report import markdown, plot_curves, plot_overlays
 
@@ -51,7 +51,9 @@ def main(data: str = REQUIRED, details: str = REQUIRED,
            "confusion": Path(confusion_png).name, "neighbours": "figures/neighbours.png"}
     if p.report.queries:
         queries, neighbours, sims = nearest(features, p.report.queries, p.report.neighbours, p.seed)
-        plot_neighbours(prepared.images("val"), prepared.images("train"), queries, neighbours, sims, STRIDE,
+        with h5py.File(features, "r") as f:
+            stride = int(f.attrs["stride"])  # of the dumped features: 4, or a vision transformer's patch
+        plot_neighbours(prepared.images("val"), prepared.images("train"), queries, neighbours, sims, stride,
                         fig_dir / "neighbours.png", labels, evaluation["classes"], preds, evaluation.get("mapping"))
     readouts = {name: json.loads(Path(f).read_text()) for name, f in
                 (("probe", probe_metrics), ("retrain", retrain_metrics)) if Path(f).is_file()}

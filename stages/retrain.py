@@ -19,7 +19,6 @@ from lib.features import gather_pixel_features, sample_pixel_index
 from lib.io import write_json
 from lib.metrics import evaluate_histogram, flat_scores
 from lib.models import feature_network
-from lib.models.fpn import STRIDE
 from lib.readout import class_histogram, fit_supervised
 
 REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml")
@@ -53,7 +52,7 @@ def main(data: str = REQUIRED, model_path: str = REQUIRED, out: str = REQUIRED,
     scores = flat_scores(class_histogram(model, val, val_labels, n, n, bs, device, res, "retrain score"),
                          prepared.classes, prepared.things, prepared.stuff)
     # C-Acc / C-mIoU: the retrained features clustered and matched like the unsupervised ones
-    fres = res // STRIDE
+    fres = res // net.stride
     index = sample_pixel_index(len(train), fres, fres, p.dump.train_points, p.seed)
     feats = gather_pixel_features(net, train, index, bs, device, res, desc="retrain features", embed=True)
     mu = kmeans(torch.from_numpy(feats).to(device), p.cluster.k, p.cluster.niter, p.seed, p.cluster.backend)

@@ -29,12 +29,13 @@ from lib.cli import user_errors
 from lib.io import atomic_path
 from lib.pipeline import git_rev, stage_deps
 from lib.seeds import dvc
-from lib.study import (CONFIGS, DEFAULT, IIC, MDC, MDC_FITTED, NOTRAIN, PROBE, SCORES, append_run,
-                       clear_stale_runs, configs_markdown, digest, effective_params, fidelity_markdown,
+from lib.study import (CONFIGS, DEFAULT, IIC, MDC, MDC_FITTED, NOTRAIN, PROBE, SCORES, STEGO, STEGO_RANDOM,
+                       append_run, clear_stale_runs, configs_markdown, digest, effective_params, fidelity_markdown,
                        outside_markdown, read_runs, run_key, run_one, tuning_markdown)
 
-METHOD_ROWS = (DEFAULT, NOTRAIN, MDC, IIC)
-METHODS_TABLE = (*METHOD_ROWS, MDC_FITTED)  # methods.md; every other configuration is one of PiCIE's ablations
+METHOD_ROWS = (DEFAULT, NOTRAIN, MDC, IIC, STEGO)
+# methods.md; every other configuration is one of PiCIE's ablations
+METHODS_TABLE = (*METHOD_ROWS, MDC_FITTED, STEGO_RANDOM)
 REPORTING, TUNING = 0, 1  # data.seed of the variant the claims are reported on, and of the one defaults are tuned on
 
 

@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import typer
 import yaml
@@ -21,7 +22,7 @@ from lib.cli import pick_device, set_allocator, set_threads, seed_everything, us
 from lib.config import as_dict, load_params
 from lib.data import DataError, Prepared
 from lib.io import atomic_path, remove_stale, write_json
-from lib.methods import build, epochs, train_one_epoch
+from lib.methods import build, epochs, frozen, param_groups, spec, train_one_epoch
 
 
 TIME_COLUMNS = ("epoch_time_s", "outside_ratio", "curves_s")
@@ -51,24 +52,26 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
          live_dir: str = typer.Option(..., help="dvclive folder (curves)"),
          epoch_times: str = typer.Option(..., help="each epoch's times (TSV)"),
          checkpoint: str = typer.Option(..., help="resumable state, kept until training ends"),
+         neighbours: str = typer.Option(..., help="the knn stage's nearest neighbours of each training crop, "
+                                                  "read by a method that pairs images with them (STEGO)"),
          params: str = "params.yaml", dvc_yaml: str = "dvc.yaml"):
     p = load_params(params)
     if p.train.nproc > 1 and not distributed.launched():
         # this stage's own command again, in train.nproc processes under torch's elastic launcher
         args = {"data": data, "out": out, "metrics": metrics, "live-dir": live_dir, "epoch-times": epoch_times,
-                "checkpoint": checkpoint, "params": params, "dvc-yaml": dvc_yaml}
+                "checkpoint": checkpoint, "neighbours": neighbours, "params": params, "dvc-yaml": dvc_yaml}
         return distributed.launch(p.train.nproc, "stages.train", [a for k, v in args.items() for a in (f"--{k}", v)])
     device = distributed.local_device(pick_device(p.train.device))
     distributed.init(device, p.train.timeout)
     try:
-        train(p, device, data, out, metrics, live_dir, epoch_times, checkpoint, dvc_yaml)
+        train(p, device, data, out, metrics, live_dir, epoch_times, checkpoint, neighbours, dvc_yaml)
     except torch.distributed.DistError as e:  # a collective timed out or lost its peer
         raise distributed.lost(e) from None
     finally:
         distributed.close()
 
 
-def train(p, device, data, out, metrics, live_dir, epoch_times, checkpoint, dvc_yaml):
+def train(p, device, data, out, metrics, live_dir, epoch_times, checkpoint, neighbours, dvc_yaml):
     say = print if distributed.is_main() else (lambda *a, **k: None)  # one process speaks and writes
     pd = as_dict(p)
     say("config:\n" + yaml.safe_dump(pd, sort_keys=False), flush=True)
@@ -85,10 +88,18 @@ def train(p, device, data, out, metrics, live_dir, epoch_times, checkpoint, dvc_
         raise DataError(f"{data}: training images are {images.shape[1]} px but data.train_res is "
                         f"{p.data.train_res}; re-run the prepare stage (dvc repro)")
     model = distributed.sync_batch_norm(build(p, prepared.channels), device).to(device)
+    context = {}  # what the method's row says it reads beyond the images
+    if spec(p.method).neighbours:
+        context = {"labels": prepared.labels("train"), "neighbours": np.load(neighbours)}
     n_epochs = epochs(p)
-    params_list = list(model.parameters())
-    optimizer = torch.optim.Adam(params_list, lr=p.train.lr) if params_list else None
-    say(f"{len(images)} training images, {sum(x.numel() for x in params_list) / 1e6:.2f}M parameters, "
+    groups = param_groups(model, p)  # a frozen backbone's parameters are in none
+    params_list = [q for group in groups for q in group["params"]]
+    optimizer = torch.optim.Adam(groups, lr=p.train.lr) if params_list else None
+    total = sum(x.numel() for x in model.parameters())
+    rule = "model.freeze" if p.model.freeze else f"{p.method}'s rule"
+    trained = (f", {sum(x.numel() for x in params_list) / 1e6:.2f}M trained: the backbone {p.model.backbone} "
+               f"is frozen ({rule})" if frozen(p) and n_epochs else "")
+    say(f"{len(images)} training images, {total / 1e6:.2f}M parameters{trained}, "
         f"device {device}, {threads} CPU threads" + (f" in each of {distributed.world()} processes"
                                                       if distributed.world() > 1 else "")
         + f", k-means by {p.cluster.backend}", flush=True)
@@ -113,7 +124,7 @@ def train(p, device, data, out, metrics, live_dir, epoch_times, checkpoint, dvc_
 
     if not distributed.is_main():  # the others train alongside; the first writes curves, checkpoints, outputs
         for epoch in range(start, n_epochs):
-            train_one_epoch(model, images, optimizer, p, g, device, epoch)
+            train_one_epoch(model, images, optimizer, p, g, device, epoch, **context)
         distributed.barrier()
         return
 
@@ -125,7 +136,7 @@ def train(p, device, data, out, metrics, live_dir, epoch_times, checkpoint, dvc_
         for entry in history:
             log_epoch(live, entry)
         for epoch in range(start, n_epochs):
-            stats, times = train_one_epoch(model, images, optimizer, p, g, device, epoch)
+            stats, times = train_one_epoch(model, images, optimizer, p, g, device, epoch, **context)
             scores = {}
             if scored and curves.due(p, epoch):
                 t = time.perf_counter()

@@ -28,14 +28,15 @@ def test_auto_train_and_classifier_values_come_from_the_method_module(params, me
 @pytest.mark.parametrize("key, value, message", [
     ("train.lr", "fast", "'train.lr' must be a number or 'auto', got 'fast'"),
     ("probe.lr", "fast", "'probe.lr' must be float, got 'fast'"),
-    ("method", "stego", "'method' is 'stego'; expected one of picie, mdc, iic, infoseg, notrain"),
+    ("method", "hp", "'method' is 'hp'; expected one of picie, mdc, iic, infoseg, notrain, stego"),
     ("train.epochs", 2.5, "'train.epochs' must be an int or 'auto', got 2.5"),
     ("loss.cross", "no", "'loss.cross' must be bool"),
     ("data.name", "imagenet", "'data.name' is 'imagenet'; expected one of textures, folder"),
     ("loss.equivariance", "l2", "'loss.equivariance' is 'l2'; expected one of cluster, mse"),
     ("loss.balance", "inverse", "'loss.balance' is 'inverse'; expected one of true, false, proportional"),
     ("loss.balance", 1, "'loss.balance' is 1; expected one of true, false, proportional"),  # not true
-    ("data.res", 102, "'data.res' must be a multiple of 4"),
+    ("data.res", 102, "'data.res' must be a multiple of the feature stride (4 for efficientnet_lite0), got 102: "
+                      "100 or 104"),
     ("data.res", "big", "'data.res' must be an int or 'auto', got 'big'"),
     ("data.train_res", 64, "'data.train_res' (64) must be at least 'data.res' (128)"),
     ("data.train_res", 0, "'data.train_res' must be positive"),
@@ -145,6 +146,9 @@ ACCEPTED = {
     "train.threads": {0},  # torch's default: all cores
     "cluster.head_fit": {0},  # random heads, as DeepCluster
     "data.imbalance": {2.0},  # the most frequent class of a group twice as likely as the least
+    "stego.probe_lr": {2.0},
+    # a pair's weight 0 leaves it out; a shift is any correlation (above 1: every pair pushed apart)
+    **{f"stego.{pair}_{kind}": {0.0, 2.0} for pair in ("self", "knn", "rand") for kind in ("weight", "shift")},
 }
 INT_PROBES, FLOAT_PROBES = (-1, 0, 2.5, "x", True), (-1.0, 0.0, 2.0, "x", "nan", ".inf", False)
 

@@ -28,7 +28,7 @@ def _halves(n=4, split=16):
 class Constant(nn.Module):
     """A 'network' that assigns every pixel to cluster 0 of 2."""
 
-    out_channels = 2
+    out_channels, stride = 2, 4
 
     def forward(self, x, normalize=True):
         out = torch.zeros(x.shape[0], 2, x.shape[2] // 4, x.shape[3] // 4)
@@ -68,7 +68,7 @@ def _train(params, tmp_path, name, **overrides):
     run = tmp_path / name
     train_stage.main(data=str(data), out=str(run / "model.pt"), metrics=str(run / "train.json"),
                      live_dir=str(run / "live"), epoch_times=str(run / "times.tsv"),
-                     checkpoint=str(run / "ckpt.pt"), params=str(ppath),
+                     checkpoint=str(run / "ckpt.pt"), neighbours=str(run / "knn.npy"), params=str(ppath),
                      dvc_yaml=str(ROOT / "dvc.yaml"))
     return run
 

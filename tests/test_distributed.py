@@ -42,7 +42,7 @@ class NoNormNet(nn.Module):
     def __init__(self, dim=8):
         super().__init__()
         self.a, self.b = nn.Conv2d(3, 16, 3, 2, 1), nn.Conv2d(16, dim, 3, 2, 1)
-        self.dim, self.in_chans, self.backbone_name = dim, 3, "nonorm"
+        self.dim, self.in_chans, self.backbone_name, self.stride = dim, 3, "nonorm", 4
 
     def forward(self, x, normalize=True):
         z = 10 * self.b(F.relu(self.a(x)))  # IIC's heads read it raw: large enough to leave the uniform saddle
@@ -128,7 +128,8 @@ def _stage(folder, prepared, **overrides):
     folder = Path(folder)
     cmd = [sys.executable, "-m", "stages.train", "--data", str(prepared), "--out", str(folder / "model.pt"),
            "--metrics", str(folder / "train.json"), "--live-dir", str(folder / "live"),
-           "--epoch-times", str(folder / "times.tsv"), "--checkpoint", str(folder / "ckpt.pt"), "--params", str(path)]
+           "--epoch-times", str(folder / "times.tsv"), "--checkpoint", str(folder / "ckpt.pt"),
+           "--neighbours", str(folder / "knn.npy"), "--params", str(path)]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -237,7 +238,8 @@ def test_two_torchrun_nodes_on_one_machine_complete_a_run(tmp_path):
              "--nproc-per-node", "1", "--rdzv-endpoint", f"localhost:{port}", "-m", "stages.train",
              "--data", str(prepared), "--out", str(tmp_path / "model.pt"), "--metrics", str(tmp_path / "train.json"),
              "--live-dir", str(tmp_path / "live"), "--epoch-times", str(tmp_path / "times.tsv"),
-             "--checkpoint", str(tmp_path / "ckpt.pt"), "--params", str(path)],
+             "--checkpoint", str(tmp_path / "ckpt.pt"), "--neighbours", str(tmp_path / "knn.npy"),
+             "--params", str(path)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
         outs = [node.communicate(timeout=300) for node in nodes]
         if not any("connection to the C10d store has failed" in err for _, err in outs):

@@ -41,8 +41,8 @@ def test_each_method_module_declares_what_the_registry_asks(params, tmp_path, na
 def test_an_unknown_method_or_network_kind_is_refused(tmp_path):
     from lib.errors import ParamsError, WeightsError
 
-    with pytest.raises(ParamsError, match="'method' is 'stego'; expected one of picie, mdc, iic, infoseg, notrain"):
-        methods.get("stego")
+    with pytest.raises(ParamsError, match="'method' is 'hp'; expected one of picie, mdc, iic, infoseg, notrain, stego"):
+        methods.get("hp")
     torch.save({"state_dict": {}, "arch": '{"kind": "assign"}', "params": "{}"}, tmp_path / "old.pt")
     with pytest.raises(WeightsError, match="not a model file of this version of the code"):
         load_model(tmp_path / "old.pt")

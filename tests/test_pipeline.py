@@ -214,31 +214,50 @@ def test_one_epoch_repro_on_each_benchmark_fixture(tmp_path, name, build, extra)
     assert (repo / "reports/figures/overlays.png").is_file()
 
 
-def test_every_method_runs_end_to_end_as_an_experiment(tmp_path):
-    """`dvc exp run -S method=...`: each method trains, dumps, is scored and reported, the way it should be."""
+def test_every_method_runs_end_to_end_on_a_vision_transformer(tmp_path):
+    """`dvc exp run -S method=...` on a random-init DINO ViT-S/8 (and PiCIE on a DINOv2 ViT-S/14): each method
+    trains, dumps at the transformer's stride, is scored and reported the way it should be; STEGO's
+    neighbours are computed by the knn stage, and not again for another seed. (On the default backbone:
+    test_repro_then_ablation_then_metrics_diff, and every method's network in tests/test_methods.py.)"""
+    import h5py
+
     repo, env = _project(tmp_path)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["model"].update(backbone="dino_vits8", weights="")
+    params["retrain"]["epochs"] = 1
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dvc = [sys.executable, "-m", "dvc"]
-    _run(dvc + ["repro"], repo, env)
+    _run(dvc + ["repro"], repo, env)  # PiCIE
     _run(["git", "add", "-A"], repo, env)
     _run(["git", "commit", "-qm", "baseline"], repo, env)
-    for method, classifier, scored_by, trained in (
-            ("mdc", "auto", "linear", True), ("iic", "auto", "argmax", True), ("infoseg", "auto", "argmax", True),
-            ("notrain", "auto", "prototype", False)):  # linear scoring: mdc's row; notrain / linear: test_config
-        log = _run(dvc + ["exp", "run", "-S", f"method={method}", "-S", f"model.classifier={classifier}"],
-                   repo, env)
+    _assert_scores_are_the_predictions(repo, 8)
+    assert "`dino_vits8` patch tokens + 1x1 projection" in (repo / "reports/report.md").read_text()
+    for method, scored_by, trained, line in (
+            ("mdc", "linear", True, "- Modified DeepCluster: one view"),
+            ("iic", "argmax", True, "- IIC: K `8`, auxiliary over-clustering head `12`"),
+            ("infoseg", "argmax", True, "- model: InfoSeg's network (P 32, width 16"),
+            ("notrain", "prototype", False, "- no training"),  # notrain / linear: test_config
+            ("stego", "argmax", True, "- STEGO: the backbone frozen, a code of dim `70`")):
+        log = _run(dvc + ["exp", "run", "-S", f"method={method}"], repo, env)
         assert "'prepare' didn't change" in log
         _assert_scores_are_the_predictions(repo, 8)
         detail = json.loads((repo / "results/evaluation.json").read_text())
         assert detail["classifier"] == scored_by, method
         assert json.loads((repo / "metrics/train.json").read_text())["epochs"] == (1 if trained else 0)
         report = (repo / "reports/report.md").read_text()
-        assert f"- method: `{method}` ({methods.label(method, classifier)})" in report  # the module's label
-        assert {"mdc": "- Modified DeepCluster: one view", "iic": "- IIC: K `8`, auxiliary over-clustering head `12`",
-                "infoseg": "- model: InfoSeg's network (P 32, width 16", "notrain": "- no training"}[method] in report
+        assert f"- method: `{method}` ({methods.label(method)})" in report and line in report  # the module's words
         assert ("own argmax" in report) == (scored_by == "argmax")
         assert ("linear classifier fitted" in report) == (scored_by == "linear")
         clf = np.load(repo / "models/classifier.npy")  # [W | b]; the identity for the argmax methods
         assert clf.shape[0] == 8 and (scored_by != "argmax" or np.array_equal(clf, np.eye(8, 9)))
+        with h5py.File(repo / "features/features.h5", "r") as f:  # InfoSeg's network of its own: stride 4
+            assert int(f.attrs["stride"]) == (4 if methods.spec(method).stride else 8), method
+        knn = np.load(repo / "features/knn.npy")
+        assert knn.shape == ((5 * 24, 7) if methods.spec(method).neighbours else (0, 0)), method
+    log = _run(dvc + ["exp", "run", "-S", "method=stego", "-S", "seed=1", "train"], repo, env)
+    assert "Running stage 'knn'" not in log and "Running stage 'train'" in log  # the neighbours are the seed's too
+    _run(dvc + ["exp", "run", "-S", "model.backbone=dinov2_vits14", "-S", "data.res=28", "evaluate"], repo, env)
+    _assert_scores_are_the_predictions(repo, 8)
 
 
 def test_the_study_runs_each_configuration_as_a_temporary_experiment(tmp_path):

@@ -27,7 +27,7 @@ TINY = {"data.train_size": 8, "data.val_size": 2, "data.res": 32, "model.dim": 8
 def _paths(tmp_path, ppath, dvc_yaml=ROOT / "dvc.yaml"):
     return dict(data=str(tmp_path / "prepared"), out=str(tmp_path / "model.pt"),
                 metrics=str(tmp_path / "train.json"), live_dir=str(tmp_path / "live"),
-                epoch_times=str(tmp_path / "times.tsv"),
+                epoch_times=str(tmp_path / "times.tsv"), neighbours=str(tmp_path / "knn.npy"),
                 checkpoint=str(tmp_path / "ckpt.pt"), params=str(ppath), dvc_yaml=str(dvc_yaml))
 
 

