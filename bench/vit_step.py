@@ -79,10 +79,11 @@ def measure(kind, backbone, batch, steps):
             return
         if kind == "picie step":
             z1, z2 = forward_views(model, *augment(x, p, g))
-            loss = picie_loss(z1, z2, clf, p)
+            loss, _ = picie_loss(z1, z2, clf, p)
         else:
+            # the crops and their partners (here the batch reversed) through the frozen backbone, or from a cache
             f = cached if cached is not None else model.features(x)
-            f_pair = f.flip(0)
+            f_pair = cached.flip(0) if cached is not None else model.features(x.flip(0))
             s, s_pair = model.code(f), model.code(f_pair)
             loss, _ = stego_loss(f, s, f_pair, s_pair, p, g)
             loss = loss + sum(probe_losses(model, s, None))
