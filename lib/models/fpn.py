@@ -86,6 +86,7 @@ class SegmentationNet(nn.Module):
         """The backbone's levels of an image in [0, 1]."""
         with torch.no_grad() if self.frozen else contextlib.nullcontext():
             return self.backbone((x - self.mean) / self.std)[: self.levels]
+
     def embed(self, x, normalize=True):
         return self(x, normalize)
 
