@@ -146,3 +146,16 @@ def test_an_epoch_runs_and_lowers_the_loss(tmp_path, pairs):
     losses = [methods.train_one_epoch(model, images, opt, p, g, torch.device("cpu"), e, labels=labels,
                                       neighbours=nn)[0]["loss"] for e in range(4)]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+
+
+def test_training_without_the_knn_stages_neighbours_says_what_to_run(tmp_path):
+    from lib.data.base import DataError
+
+    p, _ = tiny_params(tmp_path, **TINY)
+    model = methods.build(p)
+    opt = torch.optim.Adam(methods.param_groups(model, p))
+    images = make_split(4, 32, 0)[0]
+    with pytest.raises(DataError, match=r"needs the knn stage's neighbours of the 20 training crops \(got 0\); "
+                                        r"run `dvc repro knn`"):
+        methods.train_one_epoch(model, images, opt, p, torch.Generator(), torch.device("cpu"), 0, labels=None,
+                                neighbours=np.zeros((0, 0), dtype=np.int32))

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from lib.data.base import IGNORE
 from lib.distributed import own_rows
-from lib.errors import ParamsError
+from lib.errors import DataError, ParamsError
 from lib.features import to_tensor
 from lib.loop import run_batches, use_amp
 from lib.models import SegmentationNet, describe as describe_network, feature_network, network_from_arch
@@ -189,7 +189,8 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch, labels=None, 
     amp = use_amp(p, device)
     crops = FiveCrops(images, p.stego.crop_ratio, labels)
     if p.stego.pairs == "knn" and (neighbours is None or len(neighbours) != len(crops)):
-        raise ValueError(f"stego.pairs: knn needs the knn stage's neighbours of the {len(crops)} crops")
+        raise DataError(f"stego.pairs: knn needs the knn stage's neighbours of the {len(crops)} training crops "
+                        f"(got {0 if neighbours is None else len(neighbours)}); run `dvc repro knn`")
 
     def read(ids):  # the crops, their partners (a neighbour, or a random crop) and their labels
         if p.stego.pairs == "knn":
