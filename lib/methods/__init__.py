@@ -14,9 +14,11 @@ What several methods share lives beside them: the views and their forward
 pass (lib/views), the clustering epoch (lib/deepcluster), the batch loop
 (lib/loop), the feature network (lib/models).
 
-A method's row (`Method`) is what validating params.yaml needs: its label,
-the classifier `auto` resolves to, whether it trains, its own `auto` training
-values and the schema of its own params section. The rows import nothing:
+A method's row (`Method`) is what validating params.yaml and the stages need
+to know of it: its label, the classifier `auto` resolves to, whether it
+trains, its own `auto` training values, the schema of its own params
+section, and its rules (a network of its own and its stride, a frozen
+backbone, neighbours from the knn stage). The rows import nothing:
 every stage reads params.yaml, and the fingerprint stage, which DVC runs on
 every `dvc repro`, must not start torch to do so. Its module, imported by
 name when asked for (`get`), holds the code:
