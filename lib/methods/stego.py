@@ -137,7 +137,8 @@ def stego_loss(f, s, f_pair, s_pair, p, g):
     f2, s2 = sample(f_pair, c2), sample(s_pair, c2)
     own = correspondence_loss(f1, f1, s1, s1, p.stego.self_shift)
     pair = correspondence_loss(f1, f2, s1, s2, p.stego.knn_shift)
-    rand = torch.stack([correspondence_loss(f1, f2[perm], s1, s2[perm], p.stego.rand_shift)
+    # negatives: each crop against another crop of the batch, as STEGO draws them (at the pair's positions)
+    rand = torch.stack([correspondence_loss(f1, sample(f[perm], c2), s1, sample(s[perm], c2), p.stego.rand_shift)
                         for perm in (derangement(len(f), g) for _ in range(p.stego.negatives))]).mean()
     total = p.stego.self_weight * own + p.stego.knn_weight * pair + p.stego.rand_weight * rand
     return total, {"self": own.detach(), "knn": pair.detach(), "rand": rand.detach()}
@@ -196,7 +197,7 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch, labels=None, 
         if p.stego.pairs == "knn":
             pick = torch.randint(neighbours.shape[1], (len(ids),), generator=g).numpy()
             partner = neighbours[ids, pick]
-        else:  # a random crop of another image
+        else:  # a random crop
             partner = torch.randint(len(crops), (len(ids),), generator=g).numpy()
         x = resize(to_tensor(crops[ids], device), p.data.res)
         x_pair = resize(to_tensor(crops[partner], device), p.data.res)
