@@ -145,23 +145,24 @@ def run_key(digest_, seed, data_seed):
 # (each one's test shows that value changes nothing): a record without the key ran with that value.
 PREDATED = {"loss.temperature": 1.0, "aug.hue": 0.1, "cluster.restarts": 1, "train.threads": 0, "iic.heads": "sum",
             "cluster.head_fit": 0, "train.nproc": 1, "train.timeout": 600,
-            "train.amp_cpu": False, "data.imbalance": 1, "model.freeze": False,
-            # the stego section changes no other method's run: a record before it ran with its defaults
-            "stego.dim": 70, "stego.knn": 7, "stego.pairs": "knn", "stego.crop_ratio": 0.5, "stego.samples": 11,
-            "stego.negatives": 5, "stego.self_weight": 0.67, "stego.self_shift": 0.18, "stego.knn_weight": 0.25,
-            "stego.knn_shift": 0.12, "stego.rand_weight": 0.63, "stego.rand_shift": 0.46, "stego.probe_lr": 0.005}
+            "train.amp_cpu": False, "data.imbalance": 1, "model.freeze": False}
+# Methods' sections added after runs were recorded: they change no other method's run, so a record made
+# before one ran with whatever values it has today (taken from params.yaml, not restated here)
+PREDATED_SECTIONS = ("stego",)
 
 
-def read_runs(path):
+def read_runs(path, base=None):
     """The finished runs of a results file (JSON Lines); [] when there is none yet. A record older than
-    a param of PREDATED gets its value, and its digest from the params so completed."""
+    a param of PREDATED gets its value, one older than a section of PREDATED_SECTIONS that section's values
+    in `base` (today's effective params), and its digest from the params so completed."""
     path = Path(path)
     if not path.is_file():
         return []
+    predated = {**PREDATED, **{k: v for k, v in (base or {}).items() if k.split(".")[0] in PREDATED_SECTIONS}}
     runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     for r in runs:
-        if "params" in r and any(k not in r["params"] for k in PREDATED):
-            r["params"] = {**{k: v for k, v in PREDATED.items() if k not in r["params"]}, **r["params"]}
+        if "params" in r and any(k not in r["params"] for k in predated):
+            r["params"] = {**{k: v for k, v in predated.items() if k not in r["params"]}, **r["params"]}
             r["digest"] = digest(r["params"])
     return runs
 

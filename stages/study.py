@@ -99,7 +99,7 @@ def main(seeds: List[int] = typer.Option([0, 1, 2, 3, 4], "--seeds", help="seeds
     # the data's settings (its root included) are part of a run's identity, as every other param
     flats = {c: effective_params(text, extra + settings) for c, settings in {**CONFIGS, **chosen}.items()}
     digests = {c: digest(flat) for c, flat in flats.items()}
-    runs = read_runs(results)
+    runs = read_runs(results, base)
     for name in [] if collect else clear_stale_runs():
         print(f"study: removed the remains of {name}, killed before it finished", flush=True)
     done = {run_key(r["digest"], r["seed"], r["data_seed"]) for r in runs}

@@ -4,7 +4,8 @@ loop reads fast.
 A dataset is one module (lib/data/<module>.py) that holds what makes it itself:
 - PROTOCOLS: {data.name: Protocol} for each name it serves, what `auto` params resolve to
   (lib/data/base.Protocol: sides, classes, training schedule; whether it reads data.root);
-- reads(data) -> the paths under data.root it reads, which the fingerprint stage lists;
+- READS: the paths under data.root it reads, which the fingerprint stage lists (or reads(data), where
+  they depend on its params, as Cityscapes' split);
 - prepare(p, out, workers) -> meta: the prepared folder below, built from params `p`;
 - optionally PARAMS and POSITIVE (the schema of its own keys of the data section, e.g. the
   curation rule's), check(data, source) (their ranges, raising ParamsError), and auto_k(data,
@@ -34,7 +35,7 @@ from lib.data.base import IGNORE, DataError
 from lib.data.stream import n_workers
 from lib.errors import ParamsError
 
-__all__ = ["IGNORE", "DataError", "DATASETS", "MODULES", "dataset", "protocol", "Prepared", "prepare", "pixel_stats"]
+__all__ = ["IGNORE", "DataError", "DATASETS", "MODULES", "dataset", "protocol", "reads", "Prepared", "prepare", "pixel_stats"]
 
 DATASETS = {
     "textures": textures,  # the embedded default, made offline from scikit-image's photographs
@@ -56,6 +57,12 @@ def dataset(name):
 
 def protocol(name):
     return dataset(name).PROTOCOLS[name]
+
+
+def reads(data):
+    """The paths under data.root that the dataset of the data section `data` (a dict) reads."""
+    module = dataset(data["name"])
+    return module.reads(data) if hasattr(module, "reads") else module.READS
 
 
 class Prepared:

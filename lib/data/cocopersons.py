@@ -39,10 +39,6 @@ def check(data, source):
         raise ParamsError(f"{source}: 'data.person_min_fraction' is above 'data.person_max_fraction'")
 
 
-def reads(data):
-    return READS
-
-
 def person_records(ann_path):
     """[(file name, height, width, [person segmentations])] for images with a person, via pycocotools."""
     from pycocotools.coco import COCO

@@ -72,10 +72,6 @@ def check(data, source):
         raise ParamsError(f"{source}: 'data.stuff_fraction' must be a fraction in [0, 1], got {data['stuff_fraction']}")
 
 
-def reads(data):
-    return READS
-
-
 def fine_to_class(variant):
     """256-entry table: fine id -> class id of the variant (IGNORE elsewhere), and the valid ids."""
     keep = VARIANTS[variant]

@@ -17,7 +17,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from lib.data import dataset, protocol
+from lib.data import protocol, reads
 from lib.data.base import DataError
 
 
@@ -30,7 +30,7 @@ def fingerprint(data):
     if not root.is_dir():
         raise DataError(f"{root}: data.root is not a folder (data.name: {name})")
     h, files, size, seen = hashlib.md5(), 0, 0, set()
-    for rel in dataset(name).reads(data):
+    for rel in reads(data):
         top = root / rel
         if not top.exists():  # listed, so that adding it counts as a change (prepare names what is missing)
             h.update(f"{rel}\tmissing\n".encode())

@@ -48,10 +48,6 @@ def auto_k(data, source):
     return k
 
 
-def reads(data):
-    return READS
-
-
 def _read_names(path):
     names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not names:

@@ -37,10 +37,6 @@ VAL_TILES = ("2_13", "2_14", "3_13", "3_14", "4_13", "4_14", "4_15", "5_13", "5_
              "6_14", "6_15", "7_13")
 
 
-def reads(data):
-    return READS
-
-
 def colour_table(merge):
     lut = np.full(8, IGNORE, dtype=np.uint8)
     for (r, g, b), c in COLOURS.items():

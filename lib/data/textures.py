@@ -22,6 +22,7 @@ from lib.errors import ParamsError
 PROTOCOLS = {"textures": Protocol(res=128, train_scale=1, k=8, root=False, **EMBEDDED_SCHEDULE)}
 PARAMS = {"train_size": int, "val_size": int, "imbalance": float}
 POSITIVE = ("train_size", "val_size")
+READS = ()
 
 STUFF = ("brick", "grass", "gravel", "moon")  # class ids 0..3, defined by texture
 THINGS = ("horse", "disc", "triangle", "star")  # class ids 4..7, defined by shape
@@ -213,10 +214,6 @@ def check(data, source):
     if data["imbalance"] < 1:
         raise ParamsError(f"{source}: 'data.imbalance' must be 1 (uniform classes) or more (how many times the "
                           f"most frequent class of a group is as likely as the least), got {data['imbalance']}")
-
-
-def reads(data):
-    return ()
 
 
 def prepare(p, out, workers):
