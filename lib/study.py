@@ -146,9 +146,10 @@ def run_key(digest_, seed, data_seed):
 PREDATED = {"loss.temperature": 1.0, "aug.hue": 0.1, "cluster.restarts": 1, "train.threads": 0, "iic.heads": "sum",
             "cluster.head_fit": 0, "train.nproc": 1, "train.timeout": 600,
             "train.amp_cpu": False, "data.imbalance": 1, "model.freeze": False}
-# Methods' sections added after runs were recorded: they change no other method's run, so a record made
-# before one ran with whatever values it has today (taken from params.yaml, not restated here)
-PREDATED_SECTIONS = ("stego",)
+# A method's own params section (stego.*, added after runs were recorded) changes no other method's run:
+# a record made before one of its keys existed ran with whatever value it has today (from params.yaml, not
+# restated here). PREDATED's explicit values come first (iic.heads: the older code's "sum").
+PREDATED_SECTIONS = methods.NAMES
 
 
 def read_runs(path, base=None):
@@ -158,7 +159,7 @@ def read_runs(path, base=None):
     path = Path(path)
     if not path.is_file():
         return []
-    predated = {**PREDATED, **{k: v for k, v in (base or {}).items() if k.split(".")[0] in PREDATED_SECTIONS}}
+    predated = {**{k: v for k, v in (base or {}).items() if k.split(".")[0] in PREDATED_SECTIONS}, **PREDATED}
     runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     for r in runs:
         if "params" in r and any(k not in r["params"] for k in predated):
