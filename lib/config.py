@@ -85,6 +85,15 @@ SCHEMA = {
     "curves.images": int,
     "curves.max_points": int,
     "dump.train_points": int,
+    "eval.flip": bool,
+    "eval.crf": bool,
+    "eval.crf_iterations": int,
+    "eval.crf_gaussian_sxy": float,
+    "eval.crf_gaussian_weight": float,
+    "eval.crf_bilateral_sxy": float,
+    "eval.crf_bilateral_srgb": float,
+    "eval.crf_bilateral_weight": float,
+    "eval.workers": int,
     "probe.epochs": int,
     "probe.lr": float,
     "probe.normalize": bool,
@@ -99,10 +108,12 @@ SCHEMA = {
 POSITIVE = {"data.res", "data.train_res", "model.dim",
             "cluster.k", "cluster.niter", "cluster.max_points", "cluster.restarts", "cluster.linear_epochs",
             "cluster.linear_lr", "train.batch_size", "train.lr", "train.nproc", "train.timeout", "loss.temperature", "curves.images",
-            "curves.max_points", "dump.train_points", "probe.epochs", "probe.lr", "retrain.epochs", "retrain.lr",
+            "curves.max_points", "dump.train_points", "eval.crf_iterations", "eval.crf_gaussian_sxy",
+            "eval.crf_bilateral_sxy", "eval.crf_bilateral_srgb", "probe.epochs", "probe.lr", "retrain.epochs", "retrain.lr",
             "report.images", "report.neighbours"}
 # keys where 0 means something (off, none) but a negative value nothing; others have their own range below
-NON_NEGATIVE = {"seed", "data.seed", "curves.every", "report.queries", "train.threads", "cluster.head_fit"}
+NON_NEGATIVE = {"seed", "data.seed", "curves.every", "report.queries", "train.threads", "cluster.head_fit",
+                "eval.crf_gaussian_weight", "eval.crf_bilateral_weight", "eval.workers"}
 
 
 def schema():

@@ -1,8 +1,10 @@
 """Segment new images of any size with a trained run (the `predict` command).
 
 Each image is resized so that its short side is the run's data.res (aspect
-kept), segmented by nearest centroid, and the scores are upsampled to the
-image's own size. Images are decoded by a small thread pool a few batches
+kept), labelled by the run's classifier as the evaluate stage labels (with
+flip averaging and the dense CRF at that size where eval.flip and eval.crf
+say: lib/scoring.py), and the scores are upsampled to the image's own size.
+Images are decoded by a small thread pool a few batches
 ahead, and consecutive images of the same resized shape share a batch, so
 thousands of images stream through in bounded memory. An image that cannot
 be read is reported and skipped.
@@ -16,7 +18,6 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from lib.clustering import predict_clusters
 from lib.data.base import IGNORE, to_rgb
 from lib.data.folder import IMAGE_SUFFIXES
 from lib.errors import DataError
@@ -76,13 +77,6 @@ def overlay(image, clusters, colours, names, alpha=0.55):
     return canvas
 
 
-@torch.no_grad()
-def segment(model, clf, small_batch, sizes, device):
-    """Cluster ids at each image's original size, for a batch of equally-sized resized images."""
-    z = model(to_tensor(np.stack(small_batch), device)).float()
-    return [predict_clusters(z[i:i + 1], clf, hw)[0].cpu().numpy() for i, hw in enumerate(sizes)]
-
-
 def _write(out, name, clusters, image, lut, colours, names):
     with atomic_path(out / "labels" / f"{name}.png", ".png") as tmp:
         Image.fromarray(lut[clusters].astype(np.uint8)).save(tmp)
@@ -90,17 +84,18 @@ def _write(out, name, clusters, image, lut, colours, names):
         overlay(image, clusters, colours, names).save(tmp, quality=90)
 
 
-def run(files, out, model, clf, res, batch_size, device, mapping=None, classes=None):
+def run(files, out, model, scorer, res, batch_size, device, mapping=None, classes=None):
     """Write out/labels/<name>.png and out/overlays/<name>.jpg for each readable image.
 
     Label PNGs hold the matched class id of each pixel when the run was scored
     (255 for clusters matched to no class), else the cluster id. Returns the
-    number written and the list of (file, reason) skipped.
+    number written and the list of (file, reason) skipped. scorer: a lib.scoring.Scorer of the run's
+    classifier (entered).
     """
     out = Path(out)
     (out / "labels").mkdir(parents=True, exist_ok=True)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
-    k = len(clf)
+    k = len(scorer.clf)
     colours = label_colours(mapping, classes, k)
     if mapping is not None:
         lut = np.array([c if c >= 0 else IGNORE for c in mapping], dtype=np.uint8)
@@ -108,14 +103,16 @@ def run(files, out, model, clf, res, batch_size, device, mapping=None, classes=N
     else:
         lut, names = np.arange(k, dtype=np.uint8), [f"cluster {i}" for i in range(k)]
     model.eval()
-    clf = clf.to(device)
     taken, skipped, written = set(), [], 0
     pending = []  # (name, original, resized) of one resized shape
 
     def flush():
         nonlocal written
         if pending:
-            labels = segment(model, clf, [p[2] for p in pending], [p[1].shape[:2] for p in pending], device)
+            small = [p[2] for p in pending]
+            with torch.no_grad():
+                z = model(to_tensor(np.stack(small), device)).float().cpu()
+            labels = scorer.labels(z, small, [p[1].shape[:2] for p in pending])
             for (name, image, _), clusters in zip(pending, labels):
                 _write(out, name, clusters, image, lut, colours, names)
                 written += 1

@@ -151,7 +151,9 @@ def markdown(meta, params, train_metrics, evaluation, figures, readouts=None, ne
                 "linear": f"a linear classifier fitted on the k-means labels (K = {k}) of the network's pixel features",
                 "prototype": f"k-means (K = {k}) on the network's pixel features, nearest centroid"}
         how = ways[evaluation["classifier"]]
-        lines += ["## Scores (Hungarian-matched, %)", "", f"Segments: {how}, matched to the classes.", "", "| partition | acc | mIoU |", "|---|---|---|",
+        scored = evaluation.get("protocol", "no flip, no CRF (PiCIE's protocol)")  # eval.flip, eval.crf
+        lines += ["## Scores (Hungarian-matched, %)", "", f"Segments: {how}, matched to the classes; scored with "
+                  f"{scored}.", "", "| partition | acc | mIoU |", "|---|---|---|",
                   f"| all | {fmt(m['acc'])} | {fmt(m['miou'])} |"]
         for part in ("things", "stuff"):
             if f"{part}_acc" in m:

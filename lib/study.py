@@ -37,12 +37,24 @@ ANY_HUE = "aug.hue=0.5"  # photometric jitter that spans the colour circle, as t
 MDC_FITTED = f"{MDC} cluster.head_fit=3"  # Modified DeepCluster whose fresh heads are fitted before the backbone trains
 STEGO = "method=stego"  # on the run's backbone (the study's: EfficientNet-Lite0, ImageNet weights), frozen
 STEGO_RANDOM = f"{STEGO} stego.pairs=random"  # its neighbour pairs replaced by random crops
+# scored as papers since STEGO (lib/scoring.py): flip averaging, the dense CRF, both; on top of each
+# method's own run (its label: the claim's name for it)
+FLIP, CRF = "eval.flip=true", "eval.crf=true"
+SCORED = (("flip averaging", FLIP), ("the dense CRF", CRF), ("flip averaging with the dense CRF", f"{FLIP} {CRF}"))
+RESCORED = (("PiCIE", DEFAULT), ("IIC", IIC), ("STEGO", STEGO))
+
+
+def _on(base, settings):
+    return settings if base == DEFAULT else f"{base} {settings}"
+
+
 CONFIGS = {name: [] if name == DEFAULT else name.split() for name in (
     DEFAULT, NOTRAIN, MDC, IIC, NO_PHOTOMETRIC, "aug.geometric=false", "model.classifier=linear",
     "cluster.k_over=32", SINGLE, "cluster.single=true loss.cross=false", "loss.balance=false",
     "loss.balance=proportional", "loss.balance=true", "loss.equivariance=mse", *(
         f"{IMBALANCED} {kv}".strip() for kv in ("", "loss.balance=false", "loss.balance=true", "cluster.k_over=32")),
-    ZOOM, f"{ZOOM} {SINGLE}", ANY_HUE, MDC_FITTED, STEGO, STEGO_RANDOM)}
+    ZOOM, f"{ZOOM} {SINGLE}", ANY_HUE, MDC_FITTED, STEGO, STEGO_RANDOM,
+    *(_on(base, settings) for _, base in RESCORED for _, settings in SCORED))}
 SCORES = ("eval.acc", "eval.miou")
 PROBE = ("probe.acc", "probe.miou")
 # (paper table, claim, better config, worse config, metrics, the paper's (better, worse) (acc, mIoU))
@@ -76,6 +88,10 @@ CLAIMS = (
     ("STEGO", "STEGO beats k-means on its own frozen backbone", STEGO, NOTRAIN, SCORES, None),
     ("STEGO", "STEGO's nearest-neighbour pairs beat random pairs", STEGO, STEGO_RANDOM, SCORES, None),
     ("STEGO", "STEGO beats PiCIE on the same backbone", STEGO, DEFAULT, SCORES + PROBE, None),
+    # how papers since STEGO score (they report with and without): an experiment on these data, each method
+    # against its own run scored as PiCIE's paper scores (the same trained network: only evaluate differs)
+    *(("scoring", f"{how} helps {label}", _on(base, settings), base, SCORES, None)
+      for label, base in RESCORED for how, settings in SCORED),
 )
 # Controlled experiments: where a claim does not reproduce here, what in this data decides it. The same
 # shape as CLAIMS (better, worse, metrics), each with the claim it explains and what it tests.
@@ -108,8 +124,9 @@ TARGETS = ("evaluate", "probe")  # the stages a study run reproduces (no re-trai
 # Params that do not identify a configuration: the seeds a study varies, and train.allocator, which
 # decides where the host's memory comes from, not a number the run computes (tests/test_train_stage.py
 # trains under both allocators: the same weights and curves). Records made before it was a param count
-# for today's runs whichever allocator these use.
-NOT_IDENTIFYING = ("seed", "data.seed", "train.allocator")
+# for today's runs whichever allocator these use. eval.workers: how many processes the CRF runs in (each
+# image is one task, computed alike wherever it runs).
+NOT_IDENTIFYING = ("seed", "data.seed", "train.allocator", "eval.workers")
 
 
 def effective_params(params_text, settings):
@@ -145,11 +162,13 @@ def run_key(digest_, seed, data_seed):
 # (each one's test shows that value changes nothing): a record without the key ran with that value.
 PREDATED = {"loss.temperature": 1.0, "aug.hue": 0.1, "cluster.restarts": 1, "train.threads": 0, "iic.heads": "sum",
             "cluster.head_fit": 0, "train.nproc": 1, "train.timeout": 600,
-            "train.amp_cpu": False, "data.imbalance": 1, "model.freeze": False}
-# A method's own params section (stego.*, added after runs were recorded) changes no other method's run:
-# a record made before one of its keys existed ran with whatever value it has today (from params.yaml, not
-# restated here). PREDATED's explicit values come first (iic.heads: the older code's "sum").
-PREDATED_SECTIONS = methods.NAMES
+            "train.amp_cpu": False, "data.imbalance": 1, "model.freeze": False, "eval.flip": False,
+            "eval.crf": False}
+# A method's own params section (stego.*, added after runs were recorded) changes no other method's run,
+# and the CRF's settings change nothing while eval.crf is off: a record made before one of their keys
+# existed ran with whatever value it has today (from params.yaml, not restated here). PREDATED's explicit
+# values come first (iic.heads: the older code's "sum"; eval.crf: off).
+PREDATED_SECTIONS = methods.NAMES + ("eval",)
 
 
 def read_runs(path, base=None):

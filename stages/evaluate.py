@@ -4,26 +4,31 @@ As the authors did: the classifier's scores at feature resolution (for
 prototypes, -||z - mu_k||^2 up to a per-pixel constant), bilinearly
 upsampled to the label size, argmax, a (class x cluster) histogram, Hungarian
 matching, pixel accuracy and mIoU, and the same on the things and stuff
-partitions. Without labels, only the predictions are written.
+partitions. Without labels, only the predictions are written. eval.flip and
+eval.crf score as papers since STEGO do (lib/scoring.py); metrics/eval.json
+says which protocol scored it.
 """
 import h5py
 import numpy as np
 import torch
 import typer
+from tqdm import tqdm
 
-from lib.cli import user_errors
-from lib.clustering import predict_clusters
+from lib.checkpoint import load_model
+from lib.cli import pick_device, set_threads, user_errors
 from lib.config import load_params
 from lib.data import Prepared
 from lib.io import atomic_path, write_json
+from lib.methods import spec
 from lib.metrics import evaluate_histogram, histogram
 from lib.report import plot_confusion
+from lib.scoring import Scorer, protocol, score_kind
 
 REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml")
 
 
 @user_errors
-def main(data: str = REQUIRED, features: str = REQUIRED,
+def main(data: str = REQUIRED, features: str = REQUIRED, model_path: str = REQUIRED,
          classifier: str = REQUIRED, metrics: str = REQUIRED,
          details: str = REQUIRED, predictions: str = REQUIRED,
          confusion_png: str = REQUIRED, params: str = "params.yaml"):
@@ -34,21 +39,34 @@ def main(data: str = REQUIRED, features: str = REQUIRED,
     labels = prepared.labels("val")
     n_classes = len(prepared.classes)
     hist = np.zeros((max(n_classes, 1), k), dtype=np.int64)
-    with h5py.File(features, "r") as f, atomic_path(predictions) as tmp:
+    device = pick_device(p.train.device) if p.eval.flip or p.eval.crf else torch.device("cpu")
+    model = None
+    if p.eval.flip:  # the flipped images' features, computed as the dump computed the images' own
+        set_threads(p.train.threads)
+        model = load_model(model_path, device)[0]
+    kind = score_kind(p.model.classifier, spec(p.method).outputs)
+    print(f"scoring: {protocol(p.eval)}", flush=True)
+    images = prepared.images("val")
+    with h5py.File(features, "r") as f, atomic_path(predictions) as tmp, \
+            Scorer(clf, kind, p.eval, model, device) as scorer:
         vf = f["val/features"]
         res = prepared.meta["res"]
         preds = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(vf), res, res))
-        for i in range(0, len(vf), 64):
-            z = torch.from_numpy(vf[i:i + 64].astype(np.float32))
-            preds[i:i + len(z)] = predict_clusters(z, clf, res).numpy().astype(np.uint8)
-            if labels is not None and n_classes:
-                hist += histogram(labels[i:i + len(z)], preds[i:i + len(z)], n_classes, k)
+        batch = p.train.batch_size if p.eval.flip else 64
+        with tqdm(total=len(vf), desc="evaluate", unit="image", disable=not p.eval.crf) as bar:
+            for i in range(0, len(vf), batch):
+                z = torch.from_numpy(vf[i:i + batch].astype(np.float32))
+                preds[i:i + len(z)] = np.stack(scorer.labels(z, images[i:i + len(z)]))
+                if labels is not None and n_classes:
+                    hist += histogram(labels[i:i + len(z)], preds[i:i + len(z)], n_classes, k)
+                bar.update(len(z))
         preds.flush()
         del preds
 
-    out = {"val_images": int(prepared.meta["splits"]["val"])}
+    # the protocol that scored it, as numbers (1: on) so that `dvc metrics diff` lists them beside the scores
+    out = {"val_images": int(prepared.meta["splits"]["val"]), "flip": int(p.eval.flip), "crf": int(p.eval.crf)}
     detail = {"classes": prepared.classes, "k": k, "labelled": labels is not None and n_classes > 0,
-              "classifier": p.model.classifier}
+              "classifier": p.model.classifier, "protocol": protocol(p.eval)}
     if detail["labelled"]:
         scored, mapping, conf = evaluate_histogram(hist, prepared.classes, prepared.things, prepared.stuff)
         out.update(scored)

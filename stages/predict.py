@@ -9,7 +9,8 @@ predictions/skipped.txt listing the files that could not be read.
 """
 import json
 from pathlib import Path
-from typing import List
+from types import SimpleNamespace
+from typing import Annotated, List, Optional
 
 import numpy as np
 import torch
@@ -17,10 +18,13 @@ import typer
 
 from lib.checkpoint import load_model
 from lib.cli import pick_device, user_errors
+from lib.config import load_params
 from lib.errors import DataError
 from lib.io import atomic_path
+from lib.methods import spec
 from lib.pipeline import cmd_option
 from lib.predict import collect, run
+from lib.scoring import Scorer, protocol, score_kind
 
 
 @user_errors
@@ -30,7 +34,10 @@ def main(images: List[str] = typer.Argument(..., help="image files and/or folder
          classifier: str = typer.Option("", help="default: the cluster stage's --out in dvc.yaml"),
          evaluation: str = typer.Option("", help="default: the evaluate stage's --details in dvc.yaml"),
          batch_size: int = 16, device: str = "auto",
-         res: int = typer.Option(0, help="short side the images are resized to (0: the run's data.res)")):
+         res: int = typer.Option(0, help="short side the images are resized to (0: the run's data.res)"),
+         flip: Annotated[Optional[bool], typer.Option("--flip/--no-flip", help="default: eval.flip of --params")] = None,
+         crf: Annotated[Optional[bool], typer.Option("--crf/--no-crf", help="default: eval.crf of --params")] = None,
+         params: Annotated[str, typer.Option(help="its eval section says how pixels are labelled")] = "params.yaml"):
     model_path = model_path or cmd_option("train", "out")  # the pipeline's files, as dvc.yaml names them
     classifier = classifier or cmd_option("cluster", "out")
     evaluation = evaluation or cmd_option("evaluate", "details")
@@ -47,9 +54,13 @@ def main(images: List[str] = typer.Argument(..., help="image files and/or folder
             mapping, classes = detail["mapping"], detail["classes"]
     files = collect(images)
     side = res or run_params["data"]["res"]
+    e = load_params(params).eval
+    e = SimpleNamespace(**{**vars(e), "flip": e.flip if flip is None else flip, "crf": e.crf if crf is None else crf})
+    kind = score_kind(run_params["model"]["classifier"], spec(run_params["method"]).outputs)
     print(f"{len(files)} images, short side {side} px, {len(clf)} clusters"
-          f"{', named by ' + evaluation if mapping else ''}, device {dev}", flush=True)
-    written, skipped = run(files, out, model, clf, side, batch_size, dev, mapping, classes)
+          f"{', named by ' + evaluation if mapping else ''}, device {dev}; labelled with {protocol(e)}", flush=True)
+    with Scorer(clf, kind, e, model, dev) as scorer:
+        written, skipped = run(files, out, model, scorer, side, batch_size, dev, mapping, classes)
     with atomic_path(Path(out) / "skipped.txt") as tmp:
         tmp.write_text("".join(f"{f}\t{why}\n" for f, why in skipped))
     print(f"{written} segmented -> {out}/labels, {out}/overlays; {len(skipped)} skipped"

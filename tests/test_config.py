@@ -149,6 +149,9 @@ ACCEPTED = {
     "stego.probe_lr": {2.0},
     # a pair's weight 0 leaves it out; a shift is any correlation (above 1: every pair pushed apart)
     **{f"stego.{pair}_{kind}": {0.0, 2.0} for pair in ("self", "knn", "rand") for kind in ("weight", "shift")},
+    # the CRF's stds are any positive size; a kernel's weight 0 leaves it out; 0 workers: every core
+    "eval.crf_gaussian_sxy": {2.0}, "eval.crf_bilateral_sxy": {2.0}, "eval.crf_bilateral_srgb": {2.0},
+    "eval.crf_gaussian_weight": {0.0, 2.0}, "eval.crf_bilateral_weight": {0.0, 2.0}, "eval.workers": {0},
 }
 INT_PROBES, FLOAT_PROBES = (-1, 0, 2.5, "x", True), (-1.0, 0.0, 2.0, "x", "nan", ".inf", False)
 

@@ -1,12 +1,15 @@
 """The method registry: one row and one module per method, asked by name; nothing else dispatches on the name."""
 import ast
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from lib import methods
 from lib.checkpoint import load_model, save_model
+from lib.clustering import argmax_classifier, classifier_scores, prototype_classifier
 from lib.config import CLASSIFIERS, as_dict
+from lib.scoring import Scorer, log_probabilities, score_kind
 from tests.conftest import ROOT
 
 TINY = {"data.res": 32, "model.dim": 8, "model.weights": "", "model.levels": 2, "infoseg.dim": 16,
@@ -36,6 +39,21 @@ def test_each_method_module_declares_what_the_registry_asks(params, tmp_path, na
     assert saved["method"] == name and type(again) is type(net)
     with torch.no_grad():
         assert torch.equal(again(x), out) and torch.equal(again.embed(x), emb)
+    # what its network gives is what its row says: lib/scoring turns it into the CRF's unaries by that
+    if row.outputs == "probabilities":
+        assert (out >= 0).all() and torch.allclose(out.sum(1), torch.ones(2, 8, 8), atol=1e-5)
+    elif row.outputs == "cosines":
+        assert out.abs().max() <= 1 + 1e-5
+    kind = score_kind(p.model.classifier, row.outputs)
+    clf = argmax_classifier(net.out_channels) if row.classifier == "argmax" else \
+        prototype_classifier(torch.randn(3, net.out_channels))
+    unaries = log_probabilities(classifier_scores(out, clf), kind)
+    assert torch.allclose(unaries.exp().sum(1), torch.ones(2, 8, 8), atol=1e-4)
+    # and scored with flip averaging and the CRF as every method is: a label per pixel of each image
+    e = SimpleNamespace(**{**vars(p.eval), "flip": True, "crf": True, "workers": 1})
+    images = (x.permute(0, 2, 3, 1) * 255).to(torch.uint8).numpy()
+    labels = Scorer(clf, kind, e, net).labels(out, images)
+    assert all(lab.shape == (32, 32) and lab.max() < len(clf) for lab in labels)
 
 
 def test_an_unknown_method_or_network_kind_is_refused(tmp_path):

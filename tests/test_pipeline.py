@@ -1,6 +1,7 @@
 """End to end: `dvc repro`, `dvc exp run -S loss.cross=false`, `dvc metrics diff` in a fresh git repo."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -129,6 +130,18 @@ def test_repro_then_ablation_then_metrics_diff(tmp_path):
     values = curves[0][0]["content"]["data"]["values"]
     assert {(v["rev"], v["filename::field"]) for v in values} == {
         (rev, f"{m}.tsv::{m}") for rev in ("HEAD", "workspace") for m in ("acc", "miou")}
+
+    # scored as papers since STEGO: only the scoring stages re-run, and the metrics say which protocol
+    _run(["git", "checkout", "--", "."], repo, env)
+    _run(dvc + ["checkout", "-f"], repo, env)
+    log = _run(dvc + ["exp", "run", "-S", "eval.crf=true", "-S", "eval.flip=true"], repo, env)
+    # (the fingerprint stage runs on every repro: dvc.yaml's always_changed)
+    assert set(re.findall(r"Running stage '(\w+)'", log)) == {"fingerprint", "evaluate", "report"}, log
+    diff = json.loads(_run(dvc + ["metrics", "diff", "--json"], repo, env))["metrics/eval.json"]
+    assert diff["crf"] == {"old": 0, "new": 1, "diff": 1} and diff["flip"] == {"old": 0, "new": 1, "diff": 1}
+    assert diff["acc"]["old"] == metrics["acc"]
+    _assert_scores_are_the_predictions(repo, 8)
+    assert "scored with flip averaging + dense CRF (10 iterations)" in (repo / "reports/report.md").read_text()
 
 
 def test_folder_of_unlabelled_images_runs_end_to_end(tmp_path):

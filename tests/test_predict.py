@@ -18,7 +18,8 @@ def _run_dir(tmp_path, mapping=None):
     """A trained run: the raw-colour model, 3 centroids (red, green, blue), optionally scored."""
     run = tmp_path / "run"
     (run / "models").mkdir(parents=True)
-    save_model(build_model("rgb"), run / "models/model.pt", {"data": {"res": 32}})
+    save_model(build_model("rgb"), run / "models/model.pt",
+               {"data": {"res": 32}, "method": "picie", "model": {"classifier": "prototype"}})
     np.save(run / "models/classifier.npy", prototype_classifier(torch.eye(3) * 0.9).numpy())
     if mapping is not None:
         (run / "results").mkdir()
@@ -88,6 +89,7 @@ def test_predict_finds_the_runs_files_where_dvc_yaml_names_them(tmp_path, capsys
     cmds in dvc.yaml name them (here laid out as dvc.yaml says, in a project folder)."""
     run = _run_dir(tmp_path, mapping=[1, 0, -1])
     shutil.copy(ROOT / "dvc.yaml", run / "dvc.yaml")
+    shutil.copy(ROOT / "params.yaml", run / "params.yaml")  # its eval section: how pixels are labelled
     _images(tmp_path / "photos")
     monkeypatch.chdir(run)
     predict.main([str(tmp_path / "photos")], out=str(tmp_path / "pred"), model_path="", classifier="",
@@ -95,3 +97,21 @@ def test_predict_finds_the_runs_files_where_dvc_yaml_names_them(tmp_path, capsys
     assert "named by results/evaluation.json" in capsys.readouterr().out
     lab = np.asarray(Image.open(tmp_path / "pred/labels/wide.png"))
     assert lab[20, 2] == 1 and lab[20, 87] == 0  # matched class ids, from the evaluation it found
+
+
+def test_predict_with_flip_and_crf_labels_each_image_at_its_own_size(tmp_path, capsys):
+    """--flip --crf (eval.flip, eval.crf): the raw-colour model's prototypes on the half red, half green
+    images, refined by the CRF at the resized size, then upsampled to each photo's own."""
+    run = _run_dir(tmp_path, mapping=[1, 0, -1])
+    sizes = _images(tmp_path / "photos")
+    out = tmp_path / "pred"
+    predict.main([str(tmp_path / "photos")], out=str(out), model_path=str(run / "models/model.pt"),
+                 classifier=str(run / "models/classifier.npy"), evaluation=str(run / "results/evaluation.json"),
+                 batch_size=2, device="cpu", res=0, flip=True, crf=True, params=str(ROOT / "params.yaml"))
+    captured = capsys.readouterr()
+    assert "labelled with flip averaging + dense CRF (10 iterations)" in captured.out
+    assert "3 segmented" in captured.out
+    for name, (w, h) in sizes.items():
+        lab = np.asarray(Image.open(out / "labels" / f"{name}.png"))
+        assert lab.shape == (h, w), name
+        assert lab[h // 2, 2] == 1 and lab[h // 2, w - 3] == 0, name

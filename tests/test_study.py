@@ -270,6 +270,19 @@ def test_records_that_predate_a_param_ran_with_its_neutral_value(tmp_path):
     assert hue["params"]["aug.hue"] == 0.5 and hue["digest"] == digest({**now, "aug.hue": 0.5})
 
 
+def test_records_that_predate_the_eval_section_were_scored_without_flip_or_crf(tmp_path):
+    """A record made before eval.* existed counts as today's default run (eval.flip, eval.crf off; the CRF's
+    settings, unread then, as params.yaml has them), not as a run with the CRF; eval.workers identifies
+    nothing (the CRF's processes compute each image alike)."""
+    base = effective_params((ROOT / "params.yaml").read_text(), [])
+    old = {k: v for k, v in base.items() if not k.startswith("eval.")}
+    append_run(tmp_path / "r.jsonl", {"params": old, "digest": digest(old)})
+    (record,) = read_runs(tmp_path / "r.jsonl", base)
+    assert record["digest"] == digest(base) and "eval.workers" not in record["params"]
+    assert record["digest"] != digest(effective_params((ROOT / "params.yaml").read_text(), ["eval.crf=true"]))
+    assert digest(base) == digest(effective_params((ROOT / "params.yaml").read_text(), ["eval.workers=1"]))
+
+
 def test_effective_params_apply_settings_as_dvc_reads_them():
     text = "seed: 3\nmethod: picie\ndata: {seed: 1, res: auto}\nloss: {temperature: 1.0, cross: true}\n"
     flat = effective_params(text, ["loss.temperature=0.1", "loss.cross=false", "method=iic"])

@@ -54,20 +54,23 @@ class Method:
     stride: int = 0  # a network of its own that ignores model.backbone: the stride of its features
     frozen: bool = False  # its rule: the backbone is never trained (whatever model.freeze says)
     neighbours: bool = False  # it pairs images with their nearest neighbours, which the knn stage computes
+    outputs: str = "features"  # what its network gives: features | probabilities | cosines (lib/scoring.py)
 
 
 METHODS = {
     "picie": Method("PiCIE", "prototype"),
     "mdc": Method("Modified DeepCluster", "linear"),
-    "iic": Method("IIC", "argmax", params={"k_over": int, "displacement": int, "heads": ("alternate", "sum")}),
+    "iic": Method("IIC", "argmax", outputs="probabilities",
+                  params={"k_over": int, "displacement": int, "heads": ("alternate", "sum")}),
     # InfoSeg Sec. 5.1: lr 1e-4, batch 64
-    "infoseg": Method("InfoSeg", "argmax", train=dict(lr=1e-4, batch_size=64),
+    "infoseg": Method("InfoSeg", "argmax", train=dict(lr=1e-4, batch_size=64), outputs="probabilities",
                       params={"dim": int, "width": int, "tau": float, "bound": ("jsd", "dv"),
                               "assignment": ("soft", "hard"), "objective": ("mi", "iic")},
                       positive=("dim", "width", "tau"), stride=4),
     "notrain": Method("No Train", "prototype", trains=False),
     # STEGO's ViT-S COCO-Stuff configuration: lr 5e-4, batch 16
     "stego": Method("STEGO", "argmax", train=dict(lr=5e-4, batch_size=16), frozen=True, neighbours=True,
+                    outputs="cosines",
                     params={"dim": int, "knn": int, "pairs": ("knn", "random"), "crop_ratio": float, "samples": int,
                             "negatives": int, "self_weight": float, "self_shift": float, "knn_weight": float,
                             "knn_shift": float, "rand_weight": float, "rand_shift": float, "probe_lr": float},
