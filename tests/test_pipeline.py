@@ -162,7 +162,7 @@ def test_folder_of_unlabelled_images_runs_end_to_end(tmp_path):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run([sys.executable, "-m", "dvc", "repro"], repo, env)
     metrics = json.loads((repo / "metrics/eval.json").read_text())
-    assert metrics == {"val_images": 2}
+    assert metrics == {"val_images": 2, "flip": 0, "crf": 0}  # nothing scored, and the protocol that would have
     report = (repo / "reports/report.md").read_text()
     assert "No labels" in report and (repo / "reports/figures/overlays.png").is_file()
     assert json.loads((repo / "metrics/probe.json").read_text()) == {"labelled": 0}
