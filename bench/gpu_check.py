@@ -9,7 +9,8 @@ Checks, each printed as PASS, FAIL or SKIP with its numbers:
 2. k-means on the GPU: faiss (where its build has GPU support) and the torch backend on CUDA tensors,
    each against a CPU run on the same points (inertia within 1 %);
 3. a PiCIE epoch on CUDA (clustering pass, snapshot labels, training pass) on tiny data;
-4. with 2 or more GPUs: the train stage with train.nproc=2 (NCCL, SyncBatchNorm), against one process.
+4. with 2 or more GPUs: the train stage with train.nproc=2 (NCCL, SyncBatchNorm), against one process;
+5. the dense CRF (eval.crf) on the device against the CPU: marginals of a 320 px photo, 27 classes.
 Exit status 1 when a check fails.
 """
 import json
@@ -130,6 +131,22 @@ def check_nccl(folder):
                              f"({100 * gap:.2f} % apart; {bn})")
 
 
+def check_crf():
+    import numpy as np
+    from skimage import data as skdata
+
+    from lib.crf import dense_crf
+
+    image = np.ascontiguousarray(skdata.astronaut()[:320, :320])
+    log_probs = torch.log_softmax(3 * torch.randn(27, 320, 320, generator=torch.Generator().manual_seed(0)), 0)
+    on_cpu = dense_crf(image, log_probs)
+    on_device = dense_crf(image, log_probs, device=DEVICE).cpu()
+    gap = float((on_cpu - on_device).abs().max())
+    agree = float((on_cpu.argmax(0) == on_device.argmax(0)).float().mean())
+    report(f"dense CRF on {DEVICE}", gap < 1e-2 and agree > 0.999,
+           f"marginals within {gap:.1e} of the CPU's, labels equal on {100 * agree:.3f} % of the pixels")
+
+
 def main():
     if DEVICE == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: nothing to check (`python bench/gpu_check.py cpu` checks this script on the CPU)")
@@ -139,7 +156,8 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         p, _ = params(folder)
         checks = {"bfloat16 autocast": lambda: check_amp(p), "k-means on GPU": check_kmeans,
-                  "PiCIE epochs on CUDA": lambda: check_epoch(p), "NCCL, 2 processes": lambda: check_nccl(folder)}
+                  "PiCIE epochs on CUDA": lambda: check_epoch(p), "NCCL, 2 processes": lambda: check_nccl(folder),
+                  "dense CRF": check_crf}
         for name, check in checks.items():
             try:
                 check()
