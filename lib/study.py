@@ -335,7 +335,16 @@ def _claim_line(r):
             f"{_f(r['paper'])} | {ours} | {r['n']} | {r['verdict']} |")
 
 
-def fidelity_markdown(runs, data_seed, results_path, digests):
+def backbone_line(base):
+    """The network every run starts from: params.yaml's (no configuration of the study names another)."""
+    if "model.backbone" not in (base or {}):
+        return ""
+    weights = f"its `{base['model.weights']}` weights" if base.get("model.weights") else "random initialisation"
+    return (f"Every run's backbone: `{base['model.backbone']}` from {weights}: PiCIE, Modified DeepCluster and "
+            f"IIC train it, STEGO trains a head on it frozen (its rule), No Train clusters it as it is.")
+
+
+def fidelity_markdown(runs, data_seed, results_path, digests, base=None):
     rows = claim_rows(runs, data_seed, digests)
     runs = [r for r in runs if r["data_seed"] == data_seed and r["digest"] in set(digests.values())]
     commits = sorted({r["commit"] for r in runs})
@@ -346,8 +355,8 @@ def fidelity_markdown(runs, data_seed, results_path, digests):
              f"the interval excludes 0 in the paper's direction; one that spans 0 is smaller than the paper's effect "
              f"when it also excludes that, and undecided (too few seeds) when it holds it. Runs: `{results_path}` "
              f"({len(runs)} with these params on this data, commits {', '.join(commits) or '-'}); "
-             f"made by `python -m stages.study`. {done} of {len(rows)} rows have 2 or more paired seeds.", "",
-             *CLAIMS_HEADER]
+             f"made by `python -m stages.study`. {done} of {len(rows)} rows have 2 or more paired seeds. "
+             f"{backbone_line(base)}", "", *CLAIMS_HEADER]
     lines += [_claim_line(r) for r in rows]
     lines += ["", "## Controlled experiments: what in this data decides a claim", "",
               "Where a claim (or one of the paper's numbers) does not reproduce here, a pair of configurations "
@@ -366,7 +375,7 @@ def fidelity_markdown(runs, data_seed, results_path, digests):
     return "\n".join(lines) + "\n"
 
 
-def outside_markdown(runs, data_seed, results_path, digests, data, method_rows):
+def outside_markdown(runs, data_seed, results_path, digests, data, method_rows, base=None):
     """The defaults on another dataset (`data`: the -S settings that select it, the same for every
     configuration): the claims with at least one paired seed, and the methods' table."""
     rows = [r for r in claim_rows(runs, data_seed, digests) if r["n"] >= 1]
@@ -374,7 +383,7 @@ def outside_markdown(runs, data_seed, results_path, digests, data, method_rows):
              f"Every configuration with `{data}` on top of params.yaml (`data.seed: {data_seed}`: the folder's "
              f"train / validation split); the defaults were chosen on the embedded set's tuning variant and "
              f"not changed for these runs. Paired differences as in fidelity.md. Runs: `{results_path}`; made by "
-             f"`python -m stages.study --data \"{data}\" --only ...`.", "", *CLAIMS_HEADER]
+             f"`python -m stages.study --data \"{data}\" --only ...`. {backbone_line(base)}", "", *CLAIMS_HEADER]
     lines += [_claim_line(r) for r in rows]
     table = configs_table(runs, data_seed, digests, method_rows, SCORES + PROBE)
     return "\n".join(lines + ["", "Mean ± sample std over seeds:", ""] + table) + "\n"

@@ -43,9 +43,9 @@ def write_tables(runs, digests, base, results, out_dir="reports", data="", data_
     """The embedded set's tables, or with `data` (other data's -S settings) outside.md alone; digests:
     {config: digest} of the configurations' params (the data's settings included)."""
     if data:
-        texts = {"outside.md": outside_markdown(runs, data_seed, results, digests, data, METHOD_ROWS)}
+        texts = {"outside.md": outside_markdown(runs, data_seed, results, digests, data, METHOD_ROWS, base)}
     else:
-        texts = {"fidelity.md": fidelity_markdown(runs, REPORTING, results, digests),
+        texts = {"fidelity.md": fidelity_markdown(runs, REPORTING, results, digests, base),
                  # scores only: the runs' wall times come from machines shared with other work (a bench's job)
                  "methods.md": configs_markdown(runs, REPORTING, digests, METHODS_TABLE,
                                                 "Methods compared on the embedded dataset", SCORES + PROBE),

@@ -283,6 +283,14 @@ def test_records_that_predate_the_eval_section_were_scored_without_flip_or_crf(t
     assert digest(base) == digest(effective_params((ROOT / "params.yaml").read_text(), ["eval.workers=1"]))
 
 
+def test_the_tables_say_which_backbone_every_run_started_from():
+    base = effective_params((ROOT / "params.yaml").read_text(), [])
+    text = fidelity_markdown([], 0, "runs.jsonl", {c: c for c in CONFIGS}, base)
+    assert f"Every run's backbone: `{base['model.backbone']}` from its `{base['model.weights']}` weights" in text
+    random_init = {**base, "model.weights": ""}
+    assert "from random initialisation" in fidelity_markdown([], 0, "r", {c: c for c in CONFIGS}, random_init)
+
+
 def test_effective_params_apply_settings_as_dvc_reads_them():
     text = "seed: 3\nmethod: picie\ndata: {seed: 1, res: auto}\nloss: {temperature: 1.0, cross: true}\n"
     flat = effective_params(text, ["loss.temperature=0.1", "loss.cross=false", "method=iic"])
