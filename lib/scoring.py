@@ -17,7 +17,6 @@ from multiprocessing import get_context
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from lib.clustering import classifier_scores
 from lib.crf import CRFParams, dense_crf
