@@ -164,8 +164,13 @@ def classifier_scores(z, clf):
     return torch.einsum("bdhw,kd->bkhw", z, clf[:, :-1]) + clf[:, -1].view(1, -1, 1, 1)
 
 
-def predict_clusters(z, clf, size):
-    """Cluster id per pixel: the classifier's scores upsampled bilinearly to size (int: square, or (h, w)),
-    argmax, as evaluated."""
+def upsample_scores(s, size):
+    """Scores (B, k, h, w) upsampled bilinearly to size (int: square, or (h, w)): how every label map is
+    brought to its image, with or without flip averaging and CRF (lib/scoring.py)."""
     size = (size, size) if isinstance(size, int) else tuple(size)
-    return F.interpolate(classifier_scores(z, clf), size=size, mode="bilinear", align_corners=False).argmax(1)
+    return F.interpolate(s.float(), size=size, mode="bilinear", align_corners=False)
+
+
+def predict_clusters(z, clf, size):
+    """Cluster id per pixel: the classifier's scores upsampled to size, argmax, as evaluated."""
+    return upsample_scores(classifier_scores(z, clf), size).argmax(1)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lib.clustering import classifier_scores
+from lib.clustering import classifier_scores, upsample_scores
 from lib.crf import CRFParams, dense_crf
 from lib.features import to_tensor
 
@@ -64,7 +64,7 @@ def crf_labels(image, log_probs, params, size, device="cpu"):
     """The labels of one image (H, W, 3) uint8 from its log-probabilities (K, H, W): the argmax of the CRF's
     marginals, upsampled bilinearly to `size` first where it is not the image's."""
     q = dense_crf(image, torch.as_tensor(log_probs), params, device)[None].cpu()
-    return _argmax(q if tuple(size) == tuple(q.shape[2:]) else _upsample(q, size))
+    return _argmax(q if tuple(size) == tuple(q.shape[2:]) else upsample_scores(q, size))
 
 
 class Scorer:
@@ -113,16 +113,12 @@ class Scorer:
         sizes = sizes or [im.shape[:2] for im in images]
         s = self.scores(z, np.stack(images) if self.flip else images)
         if not self.crf:
-            return [_argmax(_upsample(s[i:i + 1], hw)) for i, hw in enumerate(sizes)]
-        logp = [log_probabilities(_upsample(s[i:i + 1], im.shape[:2]), self.kind)[0] for i, im in enumerate(images)]
+            return [_argmax(upsample_scores(s[i:i + 1], hw)) for i, hw in enumerate(sizes)]
+        logp = [log_probabilities(upsample_scores(s[i:i + 1], im.shape[:2]), self.kind)[0] for i, im in enumerate(images)]
         if self.pool is None:
             return [crf_labels(im, lp, self.params, hw, self.device) for im, lp, hw in zip(images, logp, sizes)]
         n = len(images)
         return list(self.pool.map(crf_labels, images, [lp.numpy() for lp in logp], [self.params] * n, sizes))
-
-
-def _upsample(s, size):
-    return F.interpolate(s.float(), size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def _argmax(s):
