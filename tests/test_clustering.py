@@ -104,6 +104,7 @@ def test_argmax_classifier_is_the_identity():
     assert torch.equal(classifier_scores(p, argmax_classifier(4)), p)
 
 
+@pytest.mark.slow
 def test_linear_classifier_fit_on_kmeans_labels_reproduces_them():
     """No Train / Linear: a 1x1 classifier fitted on k-means labels of separable features labels as they do."""
     x, labels, _ = _blobs(2)

@@ -3,6 +3,7 @@ import json
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 import torch.nn as nn
 
@@ -73,6 +74,7 @@ def _train(params, tmp_path, name, **overrides):
     return run
 
 
+@pytest.mark.slow
 def test_the_train_stage_logs_curves_without_changing_the_training(params, tmp_path, capsys):
     on = _train(params, tmp_path, "on")
     out = capsys.readouterr().out

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT
@@ -43,6 +44,7 @@ def test_the_stages_dvc_always_runs_start_without_torch():
         assert not [f for f in out if "/torch/" in f], f"stage {name} imports torch"
 
 
+@pytest.mark.slow
 def test_every_stage_depends_on_the_lib_code_it_imports():
     for name, stage in STAGES.items():
         out = _imported_files(stage)

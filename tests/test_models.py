@@ -29,6 +29,7 @@ def test_network_shapes_norm_and_gradients(backbone):
     assert not missing, f"no gradient for {missing[:5]}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone,weights", [("efficientnet_lite0", "imagenet"), ("resnet18", "")])
 def test_channels_last_network_computes_what_the_nchw_one_does(backbone, weights):
     """Networks train and are scored channels-last (lib/models.channels_last): a layout, not another
@@ -118,6 +119,7 @@ def test_bad_weights_give_clear_errors(tmp_path):
         build_model("resnet18", weights=str(junk))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["efficientnet_lite0", "resnet18"])
 def test_four_channel_input_at_a_side_not_divisible_by_32(backbone):
     """Potsdam: R, G, B, IR at 200 px (stride-32 maps of 6.25 px are rounded by the FPN)."""

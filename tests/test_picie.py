@@ -18,6 +18,7 @@ def _images(n=16):
     return make_split(n, 32, 0)[0]
 
 
+@pytest.mark.slow
 def test_loss_goes_down_on_a_fixed_batch(params):
     p, _ = params(**TINY)
     torch.manual_seed(0)
@@ -67,6 +68,7 @@ def test_cluster_pass_levels_and_switches(params):
     assert levels[0].centroids[0] is levels[0].centroids[1] and levels[0].weights == (None, None)
 
 
+@pytest.mark.slow
 def test_train_one_epoch_runs_every_ablation(params):
     images = _images()
     for switches in ({}, {"loss.cross": False}, {"aug.geometric": False, "aug.photometric": False},
@@ -88,6 +90,7 @@ def test_train_one_epoch_runs_every_ablation(params):
         assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+@pytest.mark.slow
 def test_amp_cpu_runs_the_network_in_bfloat16_on_the_cpu_and_false_leaves_float32(params):
     """train.amp_cpu: bfloat16 autocast on the CPU (the clustering pass, the snapshot labels and the
     training pass); false, the value of every run before it existed, keeps float32 whatever train.amp
@@ -119,6 +122,7 @@ def test_non_finite_loss_stops_training(params):
         train_one_epoch(model, images, opt, p, torch.Generator().manual_seed(0), torch.device("cpu"), 0)
 
 
+@pytest.mark.slow
 def test_views_are_cut_from_larger_training_images_at_res(params):
     """PiCIE on COCO: images stored at 640, view 1 a crop of them at 320, view 2 the image at 320."""
     p, _ = params(**TINY, **{"data.train_res": 64, "aug.photometric": False})
@@ -134,6 +138,7 @@ def test_views_are_cut_from_larger_training_images_at_res(params):
     assert np.isfinite(stats["loss"])
 
 
+@pytest.mark.slow
 def test_modified_deepcluster_is_one_view_with_a_linear_head(params):
     """method: mdc: one augmented view, its own k-means labels, a re-initialised linear classifier."""
     p, _ = params(**TINY, method="mdc")
@@ -165,6 +170,7 @@ def test_modified_deepcluster_is_one_view_with_a_linear_head(params):
     assert np.isfinite(stats["loss"]) and set(stats) == {"within", "loss", "kmeans_inertia"} and times["train"] > 0
 
 
+@pytest.mark.slow
 def test_cluster_pass_batch_norm_mode(params):
     """cluster.bn: eval leaves the running statistics alone; train (the authors') clusters features
     computed with batch statistics and updates the running ones, and gives other centroids."""
@@ -199,6 +205,7 @@ def test_crop_measure_side_draws_the_side_fraction(params):
     assert x1.shape == (8, 3, 32, 32) and (theta[:, 0, 0].abs() * theta[:, 1, 1]).min() < 0.25  # smaller crops
 
 
+@pytest.mark.slow
 def test_head_fit_starts_the_linear_heads_as_predictors_of_the_clusters(params):
     """cluster.head_fit: the epoch's fresh linear heads are fitted on the clustered pixels first, so they
     label those pixels as k-means did (a random head agrees with ~1/K of them), and the within-view loss

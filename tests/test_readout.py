@@ -42,6 +42,7 @@ def test_probe_beats_chance_when_labels_are_a_function_of_the_features(params):
     assert scores["acc"] > 90, scores  # chance is ~33 %
 
 
+@pytest.mark.slow
 def test_retrain_loss_decreases_and_every_parameter_learns(params):
     p, _ = params(**{"data.res": 32, "retrain.epochs": 6, "retrain.lr": 0.003, "train.batch_size": 8})
     images, labels = make_split(16, 32, 0)

@@ -137,6 +137,7 @@ def test_the_probe_losses_do_not_train_the_head():
     assert s.grad is None and p_model.clusters.grad is not None and p_model.probe.weight.grad is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pairs", ["knn", "random"])
 def test_an_epoch_runs_and_lowers_the_loss(tmp_path, pairs):
     p, _ = tiny_params(tmp_path, **{**TINY, "stego.pairs": pairs, "train.lr": 0.005})

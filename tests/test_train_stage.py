@@ -60,6 +60,7 @@ def _rerun(paths, real, monkeypatch, capsys):
     return seen, capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_interrupted_training_resumes_after_the_last_finished_epoch(params, tmp_path, monkeypatch, capsys):
     paths, real = _interrupted_run(params, tmp_path, monkeypatch)
     assert not (tmp_path / "model.pt").exists()
@@ -76,6 +77,7 @@ def test_interrupted_training_resumes_after_the_last_finished_epoch(params, tmp_
 
 @pytest.mark.parametrize("change", [{"method": "mdc", "model.classifier": "prototype"}, {"method": "iic"},
                                     {"iic.k_over": 6}, {"infoseg.tau": 0.5}])
+@pytest.mark.slow
 def test_a_checkpoint_of_another_method_is_not_resumed(params, tmp_path, monkeypatch, capsys, change):
     """Interrupted PiCIE, then `method` (or an iic/infoseg param) changed: a fresh start, said in one line,
     never PiCIE's weights under another objective or a state-dict crash."""
@@ -87,6 +89,7 @@ def test_a_checkpoint_of_another_method_is_not_resumed(params, tmp_path, monkeyp
     assert json.loads((tmp_path / "train.json").read_text())["epochs"] == 2
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_other_code_is_not_resumed(params, tmp_path, monkeypatch, capsys):
     """The code the stage depends on (its deps in dvc.yaml) changed between the two runs."""
     code = tmp_path / "code"
@@ -167,6 +170,7 @@ def _outputs(run):
     return files, metrics
 
 
+@pytest.mark.slow
 def test_identical_runs_and_a_killed_then_resumed_run_write_identical_bytes(params, tmp_path):
     """A training SIGKILLed after its first epoch and run again resumes and ends with the bytes of an
     uninterrupted one, model file and curves included (DVC hashes them: a model.pt whose md5 changed on
