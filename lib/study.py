@@ -336,12 +336,25 @@ def _claim_line(r):
 
 
 def backbone_line(base):
-    """The network every run starts from: params.yaml's (no configuration of the study names another)."""
+    """The network every run starts from: params.yaml's (no configuration of the study names another), and
+    what each of the study's methods does with it, worded from its row in lib/methods so that a method
+    added to the study is described by its own rule."""
     if "model.backbone" not in (base or {}):
         return ""
     weights = f"its `{base['model.weights']}` weights" if base.get("model.weights") else "random initialisation"
-    return (f"Every run's backbone: `{base['model.backbone']}` from {weights}: PiCIE, Modified DeepCluster and "
-            f"IIC train it, STEGO trains a head on it frozen (its rule), No Train clusters it as it is.")
+    named = {kv.split("=", 1)[1] for settings in CONFIGS.values() for kv in settings if kv.startswith("method=")}
+    roles = {}
+    for name in (n for n in methods.NAMES if n in named | {base.get("method")}):
+        m = methods.spec(name)
+        role = ("replaced by a network of its own" if m.stride else "clustered as it is" if not m.trains else
+                "kept frozen under a trained head" if m.frozen or base.get("model.freeze") else "trained")
+        roles.setdefault(role, []).append(m.label)
+    said = "; ".join(f"{role} by {_and(labels)}" for role, labels in roles.items())
+    return f"Every run's backbone: `{base['model.backbone']}` from {weights}: {said}."
+
+
+def _and(words):
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def fidelity_markdown(runs, data_seed, results_path, digests, base=None):

@@ -289,6 +289,11 @@ def test_the_tables_say_which_backbone_every_run_started_from():
     assert f"Every run's backbone: `{base['model.backbone']}` from its `{base['model.weights']}` weights" in text
     random_init = {**base, "model.weights": ""}
     assert "from random initialisation" in fidelity_markdown([], 0, "r", {c: c for c in CONFIGS}, random_init)
+    # each method's part is its registry row's rule: STEGO's frozen backbone, No Train's untrained one
+    assert "trained by PiCIE, Modified DeepCluster and IIC;" in text
+    assert "kept frozen under a trained head by STEGO" in text and "clustered as it is by No Train" in text
+    frozen = fidelity_markdown([], 0, "r", {c: c for c in CONFIGS}, {**base, "model.freeze": True})
+    assert "kept frozen under a trained head by PiCIE, Modified DeepCluster, IIC and STEGO" in frozen
 
 
 def test_effective_params_apply_settings_as_dvc_reads_them():
