@@ -92,6 +92,13 @@ CLAIMS = (
     # against its own run scored as PiCIE's paper scores (the same trained network: only evaluate differs)
     *(("scoring", f"{how} helps {label}", _on(base, settings), base, SCORES, None)
       for label, base in RESCORED for how, settings in SCORED),
+    # each step on top of the other: both runs of a pair score the one network the study trained for the
+    # three rows above (a DVC run cache hit), where the base run may be another machine's training of it
+    *(row for label, base in RESCORED for row in (
+        ("scoring", f"the dense CRF helps {label} on top of flip averaging", _on(base, f"{FLIP} {CRF}"),
+         _on(base, FLIP), SCORES, None),
+        ("scoring", f"flip averaging helps {label} on top of the dense CRF", _on(base, f"{FLIP} {CRF}"),
+         _on(base, CRF), SCORES, None))),
 )
 # Controlled experiments: where a claim does not reproduce here, what in this data decides it. The same
 # shape as CLAIMS (better, worse, metrics), each with the claim it explains and what it tests.
