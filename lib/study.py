@@ -269,10 +269,15 @@ def _value(run, key):
     return v if isinstance(v, (int, float)) else None
 
 
+def _paired_seeds(better, worse, key):
+    """The seeds where both {seed: run} dicts have metric `key`."""
+    return sorted(s for s in set(better) & set(worse)
+                  if _value(better[s], key) is not None and _value(worse[s], key) is not None)
+
+
 def paired_by_seed(better, worse, key):
     """paired() of metric `key` over the seeds where both {seed: run} dicts have it."""
-    seeds = sorted(s for s in set(better) & set(worse)
-                   if _value(better[s], key) is not None and _value(worse[s], key) is not None)
+    seeds = _paired_seeds(better, worse, key)
     return paired([_value(better[s], key) for s in seeds], [_value(worse[s], key) for s in seeds])
 
 
@@ -320,8 +325,31 @@ def claim_rows(runs, data_seed, digests, claims=CLAIMS):
             effect = None if paper is None else round(paper[0][i] - paper[1][i], 2)
             rows.append({"table": paper_table, "claim": claim, "better": better, "worse": worse, "metric": key,
                          "paper": effect, "mean": mean, "low": lo, "high": hi, "n": n,
-                         "verdict": verdict(lo, hi, n, effect)})
+                         "verdict": verdict(lo, hi, n, effect), "one_network": one_network(b, w, key)})
     return rows
+
+
+def _network(run):
+    """What only the trained network decides: its training's final loss and the probe's scores (the probe
+    trains on its frozen features; its wall time aside)."""
+    probe = {k: v for k, v in run["metrics"].get("probe", {}).items() if k != "time_s"}
+    return run["metrics"].get("train", {}).get("final_loss"), sorted(probe.items())
+
+
+def one_network(better, worse, key):
+    """For a pair of configurations that differ only in how they score (eval.*): of the seeds paired on
+    `key`, how many pairs scored one network (a base run trained on another machine gives another);
+    None for any other pair."""
+    seeds = _paired_seeds(better, worse, key)
+    pairs = [(better[s], worse[s]) for s in seeds]
+    if not pairs or any("params" not in r for pair in pairs for r in pair) or any(
+            _training_params(b) != _training_params(w) for b, w in pairs):
+        return None
+    return sum(_network(b) == _network(w) for b, w in pairs)
+
+
+def _training_params(run):
+    return {k: v for k, v in run["params"].items() if not k.startswith("eval.")}
 
 
 def _f(v, d=2):
@@ -339,7 +367,12 @@ def _interval(r):
 def _claim_line(r):
     ours = _interval(r)
     return (f"| {r['table']} | {r['claim']} (`{r['better']}` vs `{r['worse']}`) | {r['metric']} | "
-            f"{_f(r['paper'])} | {ours} | {r['n']} | {r['verdict']} |")
+            f"{_f(r['paper'])} | {ours} | {_n(r)} | {r['verdict']} |")
+
+
+def _n(r):
+    k = r.get("one_network")
+    return r["n"] if k is None else f"{r['n']} ({k} of one network)"
 
 
 def backbone_line(base):
@@ -376,6 +409,9 @@ def fidelity_markdown(runs, data_seed, results_path, digests, base=None):
              f"when it also excludes that, and undecided (too few seeds) when it holds it. Runs: `{results_path}` "
              f"({len(runs)} with these params on this data, commits {', '.join(commits) or '-'}); "
              f"made by `python -m stages.study`. {done} of {len(rows)} rows have 2 or more paired seeds. "
+             f"Where the two configurations differ only in scoring (`eval.*`), n also says how many pairs scored "
+             f"one network (the same training loss and probe scores; a base run trained on another machine is "
+             f"another network). "
              f"{backbone_line(base)}", "", *CLAIMS_HEADER]
     lines += [_claim_line(r) for r in rows]
     lines += ["", "## Controlled experiments: what in this data decides a claim", "",

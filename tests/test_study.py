@@ -37,6 +37,31 @@ def _run(config, seed, acc, miou=10.0, probe=40.0, data_seed=0):
                                                      "probe": {"acc": probe, "miou": 20.0}}}
 
 
+def test_scoring_pairs_say_how_many_scored_one_network():
+    base = effective_params((ROOT / "params.yaml").read_text(), [])
+    crf = "eval.crf=true"
+
+    def record(config, seed, acc, final_loss, probe):
+        params = {**base, "eval.crf": config == crf}
+        return {**_run(config, seed, acc, probe=probe), "params": params,
+                "metrics": {**_run(config, seed, acc, probe=probe)["metrics"],
+                            # wall times differ between two trainings of one network: not compared
+                            "train": {"final_loss": final_loss, "epoch_time_s": 30.0 + (config == crf)}}}
+    # seed 0: the scoring run re-used the base's training (equal loss and probe); seed 1: a base trained
+    # elsewhere (another loss); seed 2: the same loss but another probe score (another network)
+    runs = [record(DEFAULT, 0, 40.0, 1.5, 50.0), record(crf, 0, 45.0, 1.5, 50.0),
+            record(DEFAULT, 1, 41.0, 1.6, 51.0), record(crf, 1, 47.0, 1.7, 51.0),
+            record(DEFAULT, 2, 39.0, 1.4, 52.0), record(crf, 2, 44.0, 1.4, 53.0)]
+    rows = {(r["claim"], r["metric"]): r for r in claim_rows(runs, 0, {c: c for c in CONFIGS})}
+    assert rows[("the dense CRF helps PiCIE", "eval.acc")]["one_network"] == 1
+    assert "| 3 (1 of one network) |" in fidelity_markdown(runs, 0, "r", {c: c for c in CONFIGS}, base)
+    # a pair that trains differently says nothing of networks
+    runs += [{**record(DEFAULT, s, 30.0, 1.5, 50.0), "config": NOTRAIN, "digest": NOTRAIN,
+              "params": {**base, "method": "notrain"}} for s in range(3)]
+    rows = {(r["claim"], r["metric"]): r for r in claim_rows(runs, 0, {c: c for c in CONFIGS})}
+    assert rows[("PiCIE beats no training", "eval.acc")]["one_network"] is None
+
+
 def test_verdicts_follow_the_interval():
     runs = [_run(DEFAULT, s, 40.0 + s, probe=50.0) for s in range(3)]
     runs += [_run(NOTRAIN, s, 30.0 + 2 * s, probe=50.0 + s) for s in range(3)]  # PiCIE ahead in every seed
