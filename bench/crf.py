@@ -8,7 +8,7 @@ The images are scikit-image's photographs, centre-cropped and resized to the sid
 random (27, side/4, side/4) maps, smooth at stride 4 as a network's are, through `lib.scoring.Scorer`
 as the evaluate stage uses it (the time of the CRF does not depend on what the scores say, the lattice's
 size does on the image's colours: hence photos). Three timings: without the CRF (upsample, argmax), with
-it in one process of one thread, and with it on every core (eval.workers: 0, one process an image).
+it in one process of one thread, and with it on every core (runtime.workers: 0, one process an image).
 
 pydensecrf: its maintained fork (`pip install pydensecrf2`, which needs a C++ compiler) is not a
 requirement; where it imports, the same images and scores go through its DenseCRF2D with the same
@@ -24,10 +24,11 @@ import typer
 from PIL import Image
 from skimage import data as skdata
 
+from lib.cli import n_workers
 from lib.clustering import argmax_classifier
 from lib.config import load_params
 from lib.crf import dense_crf
-from lib.scoring import Scorer, crf_params, log_probabilities, workers
+from lib.scoring import Scorer, crf_params, log_probabilities
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
 
@@ -68,13 +69,14 @@ def main(images: int = 16, classes: int = 27, side: int = 320, params: str = "pa
           f"Gaussian sxy {e.crf_gaussian_sxy} w {e.crf_gaussian_weight}, bilateral sxy {e.crf_bilateral_sxy} "
           f"srgb {e.crf_bilateral_srgb} w {e.crf_bilateral_weight}; torch threads {torch.get_num_threads()}")
     rows = []
-    for name, change in (("no CRF", dict(crf=False)), ("CRF, 1 process, 1 thread", dict(crf=True, workers=1)),
-                         (f"CRF, {workers(0)} processes (eval.workers: 0)", dict(crf=True, workers=0))):
+    every = n_workers(0)
+    for name, change, workers in (("no CRF", dict(crf=False), 1), ("CRF, 1 process, 1 thread", dict(crf=True), 1),
+                                  (f"CRF, {every} processes (runtime.workers: 0)", dict(crf=True), every)):
         settings = SimpleNamespace(**{**vars(e), "flip": False, **change})
         threads = torch.get_num_threads()
-        if change.get("workers") == 1:
+        if change["crf"] and workers == 1:
             torch.set_num_threads(1)
-        with Scorer(clf, "probabilities", settings) as scorer:
+        with Scorer(clf, "probabilities", settings, workers=workers) as scorer:
             scorer.labels(probs[:1], ims[:1])  # warm-up (and the pool's start, which a stage pays once)
             t = time.perf_counter()
             scorer.labels(probs, ims)

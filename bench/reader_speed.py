@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.data import Prepared  # noqa: E402
 from lib.data.base import square  # noqa: E402
 from lib.data.folder import prepare_folder  # noqa: E402
-from lib.data.stream import n_workers  # noqa: E402
+from lib.cli import n_workers  # noqa: E402
 from lib.features import to_tensor  # noqa: E402
 
 

@@ -69,7 +69,7 @@ def measure(kind, backbone, batch, steps):
     opt = torch.optim.Adam(methods.param_groups(model, p), lr=1e-4)
     cached = model.features(x) if kind == "stego step, cached features" else None
     mu = torch.nn.functional.normalize(torch.randn(27, p.model.dim), dim=1)  # one level of fixed centroids
-    clf = Classifiers([Clustering(27, (mu, mu), (None, None))], "prototype", p.model.dim, p.loss.scores,
+    clf = Classifiers([Clustering(27, (mu, mu), (None, None))], "prototype", p.model.dim, p.loss.logits,
                       p.loss.temperature)
 
     def step():

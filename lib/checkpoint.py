@@ -2,6 +2,7 @@
 import hashlib
 import json
 import pickle
+from pathlib import Path
 
 import torch
 
@@ -17,6 +18,29 @@ def resume_key(params, stage="train", dvc_yaml="dvc.yaml"):
     dvc.yaml (their resolved values) and the contents of its deps there (code, and the prepared data by
     name and size), i.e. exactly what DVC re-runs the stage for."""
     return f"{params_digest(stage_params(params, stage, dvc_yaml))}-{deps_digest(stage, dvc_yaml)}"
+
+
+def resume(path, key, n_epochs, model, optimizer, generator):
+    """Continue an interrupted run from its checkpoint at `path` when it is this run's (the same resume
+    key) and unfinished: the model's, optimiser's and generator's states are restored in place. Returns
+    (the epoch to start from, the finished epochs' history, what was done, in words or None)."""
+    path = Path(path)
+    if not path.is_file() or n_epochs == 0:
+        return 0, [], None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("config") != key or state["epoch"] >= n_epochs:
+        return 0, [], (f"not resuming {path}: it is from other params or code than this run (the train stage's "
+                       "params and deps in dvc.yaml); starting afresh")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    return state["epoch"], json.loads(state["history"]), f"resuming from {path} after epoch {state['epoch']}"
+
+
+def save_checkpoint(path, key, epoch, model, optimizer, generator, history):
+    """The state after `epoch` finished epochs, for `resume`."""
+    save({"config": key, "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+          "generator": generator.get_state(), "history": json.dumps(history)}, path)
 
 
 def save(obj, path):

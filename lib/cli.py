@@ -1,16 +1,22 @@
-"""What every stage script shares: one-line errors, device choice, seeding.
+"""What every stage script shares: its setup (`setup`: params, where it computes, seeds, the prepared data)
+and one-line errors.
 
 torch is imported by the functions that use it, not here: the `fingerprint`
-stage runs on every `dvc repro` and needs only `user_errors`, and importing
-torch is ~2.5 s of its ~3 s."""
+stage runs on every `dvc repro` and needs only the params, and importing
+torch is most of the time such a stage would take."""
 import contextlib
 import ctypes
 import functools
+import os
 import random
 import sys
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Optional
 
 import numpy as np
 
+from lib.config import load_params
 from lib.errors import DataError, DistributedError, ParamsError, WeightsError
 
 USER_ERRORS = (ParamsError, DataError, WeightsError, FloatingPointError, DistributedError)
@@ -30,20 +36,63 @@ def user_errors(fn):
     return wrapper
 
 
+@dataclass
+class Setup:
+    """What a stage starts from: its params and, where it computes, the device, the threads it got, the
+    processes of its per-image work, the training seed's generator and the prepared data."""
+    p: SimpleNamespace
+    device: Any = None  # torch.device
+    threads: int = 0
+    workers: int = 1
+    generator: Any = None  # a torch.Generator of the params' seed, where asked
+    prepared: Any = None  # lib.data.Prepared
+
+
+def setup(params="params.yaml", data: Optional[str] = None, compute=True, seeded=False):
+    """The one preamble of every stage: params.yaml read and validated; with `compute`, the runtime
+    section applied (threads of torch and faiss, the host allocator, the device: no stage lists them as
+    DVC params, for they decide where and how fast it computes, not what); `seeded`: Python's, NumPy's
+    and torch's generators seeded with the params' seed, and a torch.Generator of it; with `data`, the
+    prepared folder opened. Without `compute` torch is not imported."""
+    p = load_params(params)
+    s = Setup(p, workers=n_workers(p.runtime.workers))
+    if compute:
+        s.threads = set_threads(p.runtime.threads)
+        set_allocator(p.runtime.allocator)
+        s.device = pick_device(p.runtime.device)
+        if seeded:
+            s.generator = seed_everything(p.seed)
+    if data is not None:
+        from lib.data import Prepared
+
+        s.prepared = Prepared(data)
+    return s
+
+
+def n_workers(requested):
+    """runtime.workers: 0 means every core this process may use."""
+    if requested:
+        return requested
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def pick_device(name):
     import torch
 
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise ParamsError("train.device is 'cuda' but no CUDA device is available (use 'auto' or 'cpu')")
+        raise ParamsError("runtime.device is 'cuda' but no CUDA device is available (use 'auto' or 'cpu')")
     return torch.device(name)
 
 
 def set_threads(n):
-    """train.threads: the CPU threads of torch and faiss (0: torch's default, the machine's cores or
+    """runtime.threads: the CPU threads of torch and faiss (0: torch's default, the machine's cores or
     OMP_NUM_THREADS). Results are bit-identical only at the same count (a reduction split differently
-    rounds differently): the count is a param, and train.json records the one used."""
+    rounds differently); train.json records the count used."""
     import torch
 
     if n:
@@ -61,7 +110,7 @@ REUSE = {M_MMAP_MAX: 0, M_TRIM_THRESHOLD: 2 ** 31 - 1}
 
 
 def set_allocator(kind):
-    """train.allocator: how the host's freed memory is kept. Returns whether "reuse" took effect.
+    """runtime.allocator: how the host's freed memory is kept. Returns whether "reuse" took effect.
 
     "system" leaves glibc's defaults: a block above its mmap threshold (at most
     32 MiB) is mapped afresh on each allocation and unmapped when freed, so

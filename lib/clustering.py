@@ -99,22 +99,18 @@ def kmeans(x, k, niter=20, seed=0, backend="faiss", restarts=1):
     return (_kmeans_faiss if backend == "faiss" else _kmeans_torch)(x, k, niter, seed)
 
 
-def assign(x, mu, chunk=65536):
-    """Index of the nearest centroid (squared Euclidean) for each row of x."""
-    out = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
-    mu = mu.to(x)
-    mu_sq = (mu * mu).sum(1)
-    for i in range(0, x.shape[0], chunk):
-        xc = x[i:i + chunk]
-        out[i:i + chunk] = (mu_sq[None] - 2 * xc @ mu.T).argmin(1)
+def assign(z, mu, chunk=65536):
+    """The nearest centroid (squared Euclidean) of each feature: of rows z (n, d) -> (n,), or of feature maps
+    (B, d, h, w) -> (B, h, w). The one nearest-centroid labelling: the argmax of the prototype classifier's
+    scores, as `evaluate` labels pixels (|z|^2, the same for every centroid, is left out)."""
+    clf = prototype_classifier(mu).to(z)
+    if z.dim() == 4:
+        return classifier_scores(z, clf).argmax(1)
+    w, b = clf[:, :-1], clf[:, -1]
+    out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
+    for i in range(0, z.shape[0], chunk):
+        out[i:i + chunk] = (z[i:i + chunk] @ w.T + b).argmax(1)
     return out
-
-
-def neg_sq_distance(z, mu):
-    """-||z - mu_k||^2 for features z (B, d, h, w) -> (B, k, h, w); a score map for argmax."""
-    mu = mu.to(z)
-    return 2 * torch.einsum("bdhw,kd->bkhw", z, mu) - (mu * mu).sum(1).view(1, -1, 1, 1) \
-        - (z * z).sum(1, keepdim=True)
 
 
 def prototype_classifier(mu):

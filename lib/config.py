@@ -40,7 +40,6 @@ SCHEMA = {
     "data.res": (AUTO, int),
     "data.train_res": (AUTO, int),
     "data.seed": int,
-    "data.workers": int,
     "model.backbone": tuple(BACKBONES),
     "model.weights": str,
     "model.dim": int,
@@ -55,7 +54,7 @@ SCHEMA = {
     "loss.cross": bool,
     "loss.balance": (True, False, "proportional"),
     "loss.equivariance": ("cluster", "mse"),
-    "loss.scores": ("cosine", "dot"),
+    "loss.logits": ("cosine", "dot"),
     "loss.views": ("sum", "mean"),
     "loss.temperature": float,
     "cluster.k": (AUTO, int),
@@ -74,13 +73,9 @@ SCHEMA = {
     "train.epochs": (AUTO, int),
     "train.batch_size": (AUTO, int),
     "train.lr": (AUTO, float),
-    "train.device": ("auto", "cpu", "cuda"),
     "train.amp": bool,
     "train.amp_cpu": bool,
-    "train.threads": int,
-    "train.allocator": ("reuse", "system"),
     "train.nproc": int,
-    "train.timeout": int,
     "curves.every": int,
     "curves.images": int,
     "curves.max_points": int,
@@ -93,7 +88,6 @@ SCHEMA = {
     "eval.crf_bilateral_sxy": float,
     "eval.crf_bilateral_srgb": float,
     "eval.crf_bilateral_weight": float,
-    "eval.workers": int,
     "probe.epochs": int,
     "probe.lr": float,
     "probe.normalize": bool,
@@ -102,18 +96,31 @@ SCHEMA = {
     "retrain.lr": float,
     "report.images": int,
     "report.queries": int,
-    "report.neighbours": int,
+    "report.retrieved": int,
+    # where and how fast a stage computes, not what: no stage lists these as DVC params
+    "runtime.device": ("auto", "cpu", "cuda"),
+    "runtime.threads": int,
+    "runtime.workers": int,
+    "runtime.allocator": ("reuse", "system"),
+    "runtime.inference_batch": (AUTO, int),
+    "runtime.timeout": int,
 }
+
+# keys of earlier versions -> their names today: a params.yaml (or a -S setting) of an earlier version is told,
+# and the study's records of earlier runs are read under today's names (lib/study/records.py)
+RENAMED = {"train.device": "runtime.device", "train.threads": "runtime.threads", "train.allocator": "runtime.allocator",
+           "train.timeout": "runtime.timeout", "data.workers": "runtime.workers", "eval.workers": "runtime.workers",
+           "loss.scores": "loss.logits", "report.neighbours": "report.retrieved"}
 
 POSITIVE = {"data.res", "data.train_res", "model.dim",
             "cluster.k", "cluster.niter", "cluster.max_points", "cluster.restarts", "cluster.linear_epochs",
-            "cluster.linear_lr", "train.batch_size", "train.lr", "train.nproc", "train.timeout", "loss.temperature", "curves.images",
+            "cluster.linear_lr", "train.batch_size", "train.lr", "train.nproc", "loss.temperature", "curves.images",
             "curves.max_points", "dump.train_points", "eval.crf_iterations", "eval.crf_gaussian_sxy",
             "eval.crf_bilateral_sxy", "eval.crf_bilateral_srgb", "probe.epochs", "probe.lr", "retrain.epochs", "retrain.lr",
-            "report.images", "report.neighbours"}
+            "report.images", "report.retrieved", "runtime.inference_batch", "runtime.timeout"}
 # keys where 0 means something (off, none) but a negative value nothing; others have their own range below
-NON_NEGATIVE = {"seed", "data.seed", "curves.every", "report.queries", "train.threads", "cluster.head_fit",
-                "eval.crf_gaussian_weight", "eval.crf_bilateral_weight", "eval.workers"}
+NON_NEGATIVE = {"seed", "data.seed", "curves.every", "report.queries", "cluster.head_fit",
+                "eval.crf_gaussian_weight", "eval.crf_bilateral_weight", "runtime.threads", "runtime.workers"}
 
 
 def schema():
@@ -176,6 +183,9 @@ def validate(raw, source="params.yaml"):
     flat = flatten(raw)
     spec_of, positive, non_negative = schema()
     unknown = sorted(set(flat) - set(spec_of))
+    moved = [key for key in unknown if key in RENAMED]
+    if moved:
+        raise ParamsError(f"{source}: '{moved[0]}' is called '{RENAMED[moved[0]]}' now (docs/pipeline.md)")
     if unknown:
         raise ParamsError(f"{source}: unknown key '{unknown[0]}' (known keys: {', '.join(spec_of)})")
     for key, spec in spec_of.items():
@@ -226,8 +236,6 @@ def validate(raw, source="params.yaml"):
     if flat["data.train_res"] < flat["data.res"]:
         raise ParamsError(f"{source}: 'data.train_res' ({flat['data.train_res']}) must be at least "
                           f"'data.res' ({flat['data.res']}): views are crops of the training images")
-    if flat["data.workers"] < 0:
-        raise ParamsError(f"{source}: 'data.workers' must be 0 (all cores) or a process count, got {flat['data.workers']}")
     for name, method in methods.METHODS.items():
         for key in (f"{name}.{k}" for k in method.fractions):
             if not 0.0 < flat[key] <= 1.0:
@@ -282,6 +290,8 @@ def _resolve_auto(flat, own_data, source):
     for key, name in SCHEDULE.items():
         if flat[key] == AUTO:
             flat[key] = method.train.get(name, getattr(proto, name))
+    if flat["runtime.inference_batch"] == AUTO:
+        flat["runtime.inference_batch"] = flat["train.batch_size"]
     own = method.classifier  # what the method is scored by: its row says
     if flat["model.classifier"] == AUTO:
         flat["model.classifier"] = own
@@ -312,3 +322,10 @@ def load_params(path="params.yaml"):
 
 def as_dict(ns):
     return {k: as_dict(v) if isinstance(v, SimpleNamespace) else v for k, v in vars(ns).items()}
+
+
+def recorded_params(p):
+    """The params a run's outputs record (the model file, the dump's attributes): all but the runtime
+    section, which says where the run computed, not what, so that the same run on another device or
+    thread count writes the same record."""
+    return {k: v for k, v in as_dict(p).items() if k != "runtime"}

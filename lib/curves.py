@@ -20,7 +20,7 @@ import torch
 
 from lib.clustering import argmax_classifier, kmeans, predict_clusters, prototype_classifier
 from lib.features import gather_pixel_features, iter_features, sample_pixel_index
-from lib.metrics import evaluate_histogram, histogram
+from lib.metrics import confusion, evaluate_histogram
 
 KEYS = ("acc", "miou", "things_miou", "stuff_miou")  # what is logged, under eval/
 
@@ -41,16 +41,13 @@ def epoch_scores(model, train_images, val_images, val_labels, prepared, p, devic
         clf = argmax_classifier(model.out_channels)
     else:
         index = sample_pixel_index(n, fres, fres, p.curves.max_points, p.seed)
-        x = gather_pixel_features(model, train_images[pick], index, p.train.batch_size, device, p.data.res,
+        x = gather_pixel_features(model, train_images[pick], index, p.runtime.inference_batch, device, p.data.res,
                                   desc="curves features")
         clf = prototype_classifier(kmeans(torch.from_numpy(x), p.cluster.k, p.cluster.niter, p.seed,
                                           p.cluster.backend))
-    n_classes = len(prepared.classes)
-    hist = np.zeros((n_classes, len(clf)), dtype=np.int64)
-    for i, z in iter_features(model, val_images, p.train.batch_size, device, "curves score"):
-        labels = np.asarray(val_labels[i:i + len(z)])
-        pred = predict_clusters(z, clf, labels.shape[-2:]).numpy()
-        hist += histogram(labels, pred, n_classes, len(clf))
+    maps = ((i, predict_clusters(z, clf, val_labels.shape[-2:]).numpy())
+            for i, z in iter_features(model, val_images, p.runtime.inference_batch, device, "curves score"))
+    hist = confusion(maps, val_labels, len(prepared.classes), len(clf))
     model.train(was_training)
     scores, _, _ = evaluate_histogram(hist, prepared.classes, prepared.things, prepared.stuff)
     return {key: scores[key] for key in KEYS if scores.get(key) is not None}

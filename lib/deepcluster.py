@@ -30,11 +30,11 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from lib.clustering import assign, fit_linear_classifier, inertia, kmeans, neg_sq_distance
+from lib.clustering import assign, fit_linear_classifier, inertia, kmeans
 from lib.distributed import all_cat, broadcast, is_main, rows
 from lib.features import to_tensor
 from lib.loop import now, run_batches, use_amp
-from lib.losses import balance_weights, cluster_loss, overcluster_lambdas, prototype_scores
+from lib.losses import balance_weights, cluster_loss, overcluster_lambdas, prototype_logits
 from lib.views import augment, forward_views
 
 
@@ -130,9 +130,9 @@ class Classifiers(nn.Module):
     since the clusters they predict are new.
     """
 
-    def __init__(self, levels, kind, dim, scores="cosine", temperature=1.0):
+    def __init__(self, levels, kind, dim, logits="cosine", temperature=1.0):
         super().__init__()
-        self.levels, self.kind, self.score_kind, self.temperature = levels, kind, scores, temperature
+        self.levels, self.kind, self.logits, self.temperature = levels, kind, logits, temperature
         self.heads = nn.ModuleList()
         if kind == "linear":
             for c in levels:
@@ -160,13 +160,12 @@ class Classifiers(nn.Module):
     def scores(self, z, level, view):
         if self.kind == "linear":
             return self.heads[level][view](z)
-        return prototype_scores(z, self.levels[level].centroids[view], self.score_kind, self.temperature)
+        return prototype_logits(z, self.levels[level].centroids[view], self.logits, self.temperature)
 
 
 def pseudo_labels(t1, t2, levels):
     """k-means assignment (PiCIE Eq. 8-9) of each view's features to each level's centroids."""
-    return [(neg_sq_distance(t1, c.centroids[0]).argmax(1),
-             None if t2 is None else neg_sq_distance(t2, c.centroids[1]).argmax(1)) for c in levels]
+    return [(assign(t1, c.centroids[0]), None if t2 is None else assign(t2, c.centroids[1])) for c in levels]
 
 
 def clustering_loss(z1, z2, clf, labels, cross=None, views="sum"):
@@ -200,7 +199,7 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch, views, loss):
     (seconds). loss(z1, z2, clf, p, labels) -> (loss, parts) is the method's."""
     t0 = time.perf_counter()
     levels, times = cluster_pass(model, images, p, g, device, epoch, views)
-    clf = Classifiers(levels, p.model.classifier, p.model.dim, p.loss.scores, p.loss.temperature).to(device)
+    clf = Classifiers(levels, p.model.classifier, p.model.dim, p.loss.logits, p.loss.temperature).to(device)
     if clf.heads and p.cluster.head_fit > 0:
         clf.fit_heads(p.cluster.head_fit, p.cluster.linear_lr, p.loss.balance, p.seed * 1000 + epoch)
     optimizers = [optimizer] + ([torch.optim.Adam(clf.parameters(), lr=p.train.lr)] if clf.heads else [])

@@ -7,17 +7,17 @@ import torch.nn.functional as F
 from lib.distributed import all_sum, world
 
 
-def prototype_scores(z, mu, kind="cosine", temperature=1.0):
-    """Logits of features z (B, d, h, w) for centroids mu (K, d) -> (B, K, h, w): -d(z, mu_k) with d the
-    cosine distance (Eq. 5; kind="cosine"), or the dot product z . mu_k with the centroids as they are
-    (kind="dot": the authors' code, whose classifier is a 1x1 conv holding the centroids, means of unit
+def prototype_logits(z, mu, logits="cosine", temperature=1.0):
+    """The training logits (loss.logits) of features z (B, d, h, w) for centroids mu (K, d) -> (B, K, h, w):
+    -d(z, mu_k) with d the cosine distance (Eq. 5; "cosine"), or the dot product z . mu_k with the centroids
+    as they are ("dot": the authors' code, whose classifier is a 1x1 conv holding the centroids, means of unit
     vectors of norm below 1, so its logits are smaller and its softmax flatter); divided by `temperature`.
 
     Why a temperature: at 1 (Eq. 5 as written) the logits of unit vectors span at most 2, so the softmax
     stays nearly flat and every pixel, however well it already sits in its cluster, is pulled towards its
     centroid with almost full force; a lower temperature lets confident pixels be and spends the
     gradient on ambiguous ones (as prototype losses with cosine logits do: SwAV, DINO)."""
-    if kind == "dot":
+    if logits == "dot":
         s = torch.einsum("bdhw,kd->bkhw", z, mu.to(z))
     else:
         s = torch.einsum("bdhw,kd->bkhw", F.normalize(z, dim=1), F.normalize(mu.to(z), dim=1)) - 1.0

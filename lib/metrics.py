@@ -19,6 +19,15 @@ def histogram(gt, pred, n_classes, k):
     return np.bincount(gt[keep] * k + pred[keep], minlength=n_classes * k).reshape(n_classes, k)
 
 
+def confusion(predictions, labels, n_classes, k):
+    """The one validation scoring loop: the (n_classes, k) histogram of labels (N, H, W) against the label
+    maps that `predictions` yields as (index of the first image, maps (B, H, W)), in batches of any size."""
+    hist = np.zeros((n_classes, k), dtype=np.int64)
+    for i, pred in predictions:
+        hist += histogram(labels[i:i + len(pred)], pred, n_classes, k)
+    return hist
+
+
 def hungarian(hist):
     """cluster -> matched class (-1 if unmatched), maximising the matched pixel count."""
     rows, cols = linear_sum_assignment(hist, maximize=True)

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lib.data import IGNORE
+from lib.clustering import upsample_scores
 from lib.features import iter_features, to_tensor
-from lib.metrics import histogram
 from lib.transforms import resize
 
 PROBE_CACHE_BYTES = 2 << 30  # frozen features are kept in memory (float16) up to this size
@@ -115,12 +115,9 @@ def fit_supervised(net, images, labels, n_classes, p, g, device):
 
 
 @torch.no_grad()
-def class_histogram(predict, images, labels, n_classes, k, batch_size, device, res, desc="score"):
-    """(n_classes, k) histogram of ground truth against predict(x) -> (B, k, h, w) scores' argmax."""
-    hist = np.zeros((n_classes, k), dtype=np.int64)
+def label_maps(predict, images, size, batch_size, device, res, desc="score"):
+    """(index of the first image, label maps (B, *size)) of images seen at res: the argmax of predict(x)'s
+    scores (B, k, h, w) upsampled to size, in batches (for lib.metrics.confusion)."""
     for i in tqdm(range(0, len(images), batch_size), desc=desc, leave=False):
         x = resize(to_tensor(images[i:i + batch_size], device), res)
-        lab = np.asarray(labels[i:i + batch_size])
-        s = F.interpolate(predict(x).float(), size=lab.shape[-2:], mode="bilinear", align_corners=False)
-        hist += histogram(lab, s.argmax(1).cpu().numpy(), n_classes, k)
-    return hist
+        yield i, upsample_scores(predict(x), size).argmax(1).cpu().numpy()

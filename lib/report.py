@@ -132,7 +132,7 @@ def readout_lines(readouts):
     return lines + [""]
 
 
-def markdown(meta, params, train_metrics, evaluation, figures, readouts=None, neighbours=False, tables=()):
+def markdown(meta, params, train_metrics, evaluation, figures, readouts=None, retrieval=False, tables=()):
     """The report's text: what was run, what it scored, and where the pictures are."""
     lines = [f"# Unsupervised segmentation report: {meta['name']}", ""]
     method = params["method"]
@@ -175,9 +175,9 @@ def markdown(meta, params, train_metrics, evaluation, figures, readouts=None, ne
               "Each cluster is drawn in the colour of its majority ground-truth class (as the paper's Figure 3)"
               if m else "Each cluster has its own colour.", "",
               f"![overlays]({figures['overlays']})", ""]
-    if neighbours:
-        lines += ["## Nearest neighbours", "",
+    if retrieval:
+        lines += ["## Retrieval: the nearest training pixels", "",
                   "For random validation pixels (red box, left), the sampled training pixels whose features are "
                   "nearest (cosine similarity above each); boxes are drawn 4 strides wide (as the paper's Figure 4).",
-                  "", f"![nearest neighbours]({figures['neighbours']})", ""]
+                  "", f"![retrieval]({figures['retrieval']})", ""]
     return "\n".join(lines)

@@ -7,10 +7,9 @@ off: the scores upsampled bilinearly, argmax), or as papers since STEGO score.
 - eval.crf: the dense CRF (lib/crf.py) on the image and the softmax of the upsampled scores, its
   marginals' argmax. Every classifier's scores become log-probabilities the same way (`log_probabilities`).
 
-On the CPU the CRF runs in a pool of processes, one image each (eval.workers; 0: every core), each
-with one torch thread; on a GPU in the stage's process.
+On the CPU the CRF runs in a pool of processes, one image each (runtime.workers), each with one torch
+thread; on a GPU in the stage's process.
 """
-import os
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
@@ -51,11 +50,6 @@ def crf_params(e):
                      e.crf_bilateral_srgb, e.crf_bilateral_weight)
 
 
-def workers(n):
-    """eval.workers: 0 is every core this process may use."""
-    return n or len(os.sched_getaffinity(0))
-
-
 def _init_worker():
     torch.set_num_threads(1)  # one image per process: the processes, not threads, use the cores
 
@@ -70,17 +64,18 @@ def crf_labels(image, log_probs, params, size, device="cpu"):
 class Scorer:
     """Labels of images from their features under a classifier, by params' eval section.
 
-    model: the network the features came from (needed for eval.flip only); use as a context manager
-    (the CRF's process pool lives in it).
+    model: the network the features came from (needed for eval.flip only); workers: the CRF's processes
+    on the CPU (each image is labelled alike in any of them); use as a context manager (the CRF's
+    process pool lives in it).
     """
 
-    def __init__(self, clf, kind, e, model=None, device="cpu"):
+    def __init__(self, clf, kind, e, model=None, device="cpu", workers=1):
         if e.flip and model is None:
             raise ValueError("eval.flip needs the model")
         self.clf, self.kind, self.model, self.device = clf, kind, model, torch.device(device)
         self.flip, self.crf = e.flip, e.crf
         self.params = crf_params(e)
-        self.workers = workers(e.workers)
+        self.workers = workers
         self.pool = None
 
     def __enter__(self):

@@ -13,9 +13,8 @@ import numpy as np
 import torch
 import typer
 
-from lib.cli import set_allocator, set_threads, user_errors
+from lib.cli import setup, user_errors
 from lib.clustering import argmax_classifier, assign, fit_linear_classifier, kmeans, prototype_classifier
-from lib.config import load_params
 from lib.io import atomic_path
 
 REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml")
@@ -23,9 +22,7 @@ REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml"
 
 @user_errors
 def main(features: str = REQUIRED, out: str = REQUIRED, params: str = "params.yaml"):
-    p = load_params(params)
-    set_threads(p.train.threads)
-    set_allocator(p.train.allocator)
+    p = setup(params).p
     with h5py.File(features, "r") as f:
         x = torch.from_numpy(f["train/features"][:].astype(np.float32))
     how = p.model.classifier

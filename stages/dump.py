@@ -15,9 +15,8 @@ import numpy as np
 import typer
 
 from lib.checkpoint import file_digest, load_model
-from lib.cli import pick_device, set_allocator, set_threads, user_errors
-from lib.config import as_dict, load_params
-from lib.data import Prepared
+from lib.cli import setup, user_errors
+from lib.config import recorded_params
 from lib.features import gather_pixel_features, iter_features, sample_pixel_index
 from lib.io import atomic_path
 from lib.pipeline import git_rev
@@ -28,30 +27,27 @@ REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml"
 @user_errors
 def main(data: str = REQUIRED, model_path: str = REQUIRED, out: str = REQUIRED,
          params: str = "params.yaml"):
-    p = load_params(params)
-    set_threads(p.train.threads)
-    set_allocator(p.train.allocator)
-    device = pick_device(p.train.device)
-    prepared = Prepared(data)
+    s = setup(params, data)
+    p, device, prepared = s.p, s.device, s.prepared
     model, _ = load_model(model_path, device)
     fres = p.data.res // model.stride
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update({"model": model_path, "model_md5": file_digest(model_path), "backbone": model.backbone_name,
                         "method": p.method, "classifier": p.model.classifier,
                         "channels": model.out_channels, "stride": model.stride, "res": p.data.res, "dataset": prepared.meta["name"],
-                        "params": json.dumps(as_dict(p)), "git_rev": git_rev(),
+                        "params": json.dumps(recorded_params(p)), "git_rev": git_rev(),
                         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
         val = prepared.images("val")
         c = model.out_channels  # features, or a network's own assignments (IIC, InfoSeg)
         vf = f.create_dataset("val/features", (len(val), c, fres, fres), dtype="float16", chunks=(1, c, fres, fres))
-        for i, z in iter_features(model, val, p.train.batch_size, device, "dump val"):
+        for i, z in iter_features(model, val, p.runtime.inference_batch, device, "dump val"):
             vf[i:i + len(z)] = z.numpy().astype(np.float16)
 
         train = prepared.images("train")
         index = sample_pixel_index(len(train), fres, fres, p.dump.train_points, p.seed)
         tf = f.create_dataset("train/features", (len(index), c), dtype="float16")
         f.create_dataset("train/index", data=index)
-        gather_pixel_features(model, train, index, p.train.batch_size, device, p.data.res, out=tf, desc="dump train")
+        gather_pixel_features(model, train, index, p.runtime.inference_batch, device, p.data.res, out=tf, desc="dump train")
         shapes = vf.shape, tf.shape
         f.attrs["val_shape"], f.attrs["train_shape"] = shapes
     print(f"dumped {shapes[0]} val and {shapes[1]} train features -> {out}")

@@ -5,8 +5,7 @@ import numpy as np
 import typer
 
 from lib import methods
-from lib.cli import user_errors
-from lib.config import load_params
+from lib.cli import setup, user_errors
 from lib.io import atomic_path
 
 REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml")
@@ -14,10 +13,10 @@ REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml"
 
 @user_errors
 def main(data: str = REQUIRED, out: str = REQUIRED, params: str = "params.yaml"):
-    p = load_params(params)
+    p = setup(params, compute=False).p
     table = np.zeros((0, 0), dtype=np.int32)
     if methods.spec(p.method).neighbours:
-        table = _compute(p, data)
+        table = _compute(params, data)
         print(f"{len(table)} training crops, {table.shape[1]} nearest neighbours each -> {out}")
     else:
         print(f"method {p.method} pairs no images with neighbours: an empty table -> {out}")
@@ -25,19 +24,15 @@ def main(data: str = REQUIRED, out: str = REQUIRED, params: str = "params.yaml")
         np.save(f, table)
 
 
-def _compute(p, data):
+def _compute(params, data):
     import torch
 
-    from lib.cli import pick_device, set_allocator, set_threads
-    from lib.data import Prepared
-
-    set_threads(p.train.threads)
-    set_allocator(p.train.allocator)
-    torch.manual_seed(0)  # the head is built but not used: only the trunk's weights count
-    prepared = Prepared(data)
-    device = pick_device(p.train.device)
-    model = methods.build(p, prepared.channels).to(device)
-    return methods.get(p.method).neighbours(model, prepared.images("train"), p, device)
+    s = setup(params, data)
+    # not the run's seed, which the stage does not list: a random-init trunk is the same for every seed
+    # (the head is built but not used: only the trunk's weights count)
+    torch.manual_seed(0)
+    model = methods.build(s.p, s.prepared.channels).to(s.device)
+    return methods.get(s.p.method).neighbours(model, s.prepared.images("train"), s.p, s.device)
 
 
 if __name__ == "__main__":

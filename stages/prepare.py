@@ -1,8 +1,7 @@
 """Stage `prepare`: build the dataset named by data.name into data/prepared."""
 import typer
 
-from lib.cli import user_errors
-from lib.config import load_params
+from lib.cli import setup, user_errors
 from lib.data import Prepared, pixel_stats, prepare
 from lib.io import atomic_dir, write_json
 
@@ -11,9 +10,9 @@ REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml"
 
 @user_errors
 def main(out: str = REQUIRED, metrics: str = REQUIRED, params: str = "params.yaml"):
-    p = load_params(params)
+    s = setup(params, compute=False)
     with atomic_dir(out) as tmp:
-        meta = prepare(p, tmp)
+        meta = prepare(s.p, tmp, s.workers)
     stats = pixel_stats(Prepared(out))
     write_json(metrics, stats)
     print(f"prepared {meta['name']}: {meta['splits']} images at {meta['res']} px, "

@@ -9,12 +9,10 @@ import time
 import typer
 
 from lib.checkpoint import load_model
-from lib.cli import pick_device, set_allocator, set_threads, seed_everything, user_errors
-from lib.config import load_params
-from lib.data import Prepared
+from lib.cli import setup, user_errors
 from lib.io import write_json
-from lib.metrics import flat_scores
-from lib.readout import class_histogram, fit_probe
+from lib.metrics import confusion, flat_scores
+from lib.readout import fit_probe, label_maps
 
 REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml")
 
@@ -22,12 +20,8 @@ REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml"
 @user_errors
 def main(data: str = REQUIRED, model_path: str = REQUIRED, metrics: str = REQUIRED,
          params: str = "params.yaml"):
-    p = load_params(params)
-    set_threads(p.train.threads)
-    set_allocator(p.train.allocator)
-    device = pick_device(p.train.device)
-    g = seed_everything(p.seed)
-    prepared = Prepared(data)
+    s = setup(params, data, seeded=True)
+    p, device, g, prepared = s.p, s.device, s.generator, s.prepared
     train_labels, val_labels = prepared.labels("train"), prepared.labels("val")
     if train_labels is None or val_labels is None or not prepared.classes:
         print("probe: the dataset has no training or validation labels; nothing to probe")
@@ -37,8 +31,9 @@ def main(data: str = REQUIRED, model_path: str = REQUIRED, metrics: str = REQUIR
     n = len(prepared.classes)
     t = time.perf_counter()
     head, history = fit_probe(model, prepared.images("train"), train_labels, n, p, g, device)
-    hist = class_histogram(lambda x: head(model.embed(x, normalize=p.probe.normalize)), prepared.images("val"),
-                           val_labels, n, n, p.train.batch_size, device, p.data.res, "probe score")
+    maps = label_maps(lambda x: head(model.embed(x, normalize=p.probe.normalize)), prepared.images("val"),
+                      val_labels.shape[-2:], p.runtime.inference_batch, device, p.data.res, "probe score")
+    hist = confusion(maps, val_labels, n, n)
     out = {"labelled": 1, **flat_scores(hist, prepared.classes, prepared.things, prepared.stuff),
            "final_loss": round(history[-1], 5) if history else None,
            "time_s": round(time.perf_counter() - t, 1)}

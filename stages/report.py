@@ -1,4 +1,4 @@
-"""Stage `report`: reports/report.md with scores, read-outs, curves, colour overlays and neighbours."""
+"""Stage `report`: reports/report.md with scores, read-outs, curves, colour overlays and retrieval."""
 import json
 import shutil
 from pathlib import Path
@@ -8,13 +8,12 @@ import h5py
 import numpy as np
 import typer
 
-from lib.cli import user_errors
-from lib.config import as_dict, load_params
-from lib.data import Prepared
+from lib.cli import setup, user_errors
+from lib.config import as_dict
 from lib.io import atomic_path
 from lib.metrics import majority
-from lib.neighbours import nearest, plot_neighbours
 from lib.report import markdown, plot_curves, plot_overlays
+from lib.retrieval import plot_retrieval, retrieve
 
 # made outside the pipeline, over many experiments (`python -m stages.study`, `python -m stages.seeds`), which then
 # re-render the report; embedded when they exist, so they are not dependencies of the stage
@@ -32,8 +31,8 @@ def main(data: str = REQUIRED, details: str = REQUIRED,
          features: str = REQUIRED,
          tables: List[str] = typer.Option(list(TABLES), "--tables", help="tables embedded where they exist"),
          out: str = REQUIRED, figures: str = REQUIRED, params: str = "params.yaml"):
-    p = load_params(params)
-    prepared = Prepared(data)
+    s = setup(params, data, compute=False)
+    p, prepared = s.p, s.prepared
     evaluation = json.loads(Path(details).read_text())
     preds = np.load(predictions, mmap_mode="r")
     n = min(p.report.images, len(preds))  # the RGB channels are shown (not Potsdam's IR)
@@ -48,17 +47,17 @@ def main(data: str = REQUIRED, details: str = REQUIRED,
                   colours, evaluation["classes"], fig_dir / "overlays.png")
     plot_curves(live_dir, fig_dir / "curves.png")
     rel = {"overlays": "figures/overlays.png", "curves": "figures/curves.png",
-           "confusion": Path(confusion_png).name, "neighbours": "figures/neighbours.png"}
+           "confusion": Path(confusion_png).name, "retrieval": "figures/retrieval.png"}
     if p.report.queries:
-        queries, neighbours, sims = nearest(features, p.report.queries, p.report.neighbours, p.seed)
+        queries, retrieved, sims = retrieve(features, p.report.queries, p.report.retrieved, p.seed)
         with h5py.File(features, "r") as f:
             stride = int(f.attrs["stride"])  # of the dumped features: 4, or a vision transformer's patch
-        plot_neighbours(prepared.images("val"), prepared.images("train"), queries, neighbours, sims, stride,
-                        fig_dir / "neighbours.png", labels, evaluation["classes"], preds, evaluation.get("mapping"))
+        plot_retrieval(prepared.images("val"), prepared.images("train"), queries, retrieved, sims, stride,
+                       fig_dir / "retrieval.png", labels, evaluation["classes"], preds, evaluation.get("mapping"))
     readouts = {name: json.loads(Path(f).read_text()) for name, f in
                 (("probe", probe_metrics), ("retrain", retrain_metrics)) if Path(f).is_file()}
     text = markdown(prepared.meta, as_dict(p), json.loads(Path(train_metrics).read_text()), evaluation, rel,
-                    readouts, neighbours=p.report.queries > 0,
+                    readouts, retrieval=p.report.queries > 0,
                     tables=[Path(t).read_text() for t in tables if Path(t).is_file()])
     with atomic_path(out) as tmp:
         tmp.write_text(text)

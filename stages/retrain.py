@@ -11,15 +11,14 @@ import torch
 import typer
 
 from lib.checkpoint import load_model, save, save_model
-from lib.clustering import kmeans, neg_sq_distance
-from lib.cli import pick_device, set_allocator, set_threads, seed_everything, user_errors
-from lib.config import as_dict, load_params
-from lib.data import Prepared
+from lib.clustering import classifier_scores, kmeans, prototype_classifier
+from lib.cli import setup, user_errors
+from lib.config import recorded_params
 from lib.features import gather_pixel_features, sample_pixel_index
 from lib.io import write_json
-from lib.metrics import evaluate_histogram, flat_scores
+from lib.metrics import confusion, evaluate_histogram, flat_scores
 from lib.models import feature_network
-from lib.readout import class_histogram, fit_supervised
+from lib.readout import fit_supervised, label_maps
 
 REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml")
 
@@ -27,12 +26,8 @@ REQUIRED = typer.Option(..., help="a path, given by the stage's cmd in dvc.yaml"
 @user_errors
 def main(data: str = REQUIRED, model_path: str = REQUIRED, out: str = REQUIRED,
          metrics: str = REQUIRED, params: str = "params.yaml"):
-    p = load_params(params)
-    set_threads(p.train.threads)
-    set_allocator(p.train.allocator)
-    device = pick_device(p.train.device)
-    g = seed_everything(p.seed)
-    prepared = Prepared(data)
+    s = setup(params, data, seeded=True)
+    p, device, g, prepared = s.p, s.device, s.generator, s.prepared
     train, train_labels, val_labels = prepared.images("train"), prepared.labels("train"), prepared.labels("val")
     if train_labels is None or val_labels is None or not prepared.classes:
         print("retrain: the dataset has no training or validation labels; nothing to train with")
@@ -47,19 +42,20 @@ def main(data: str = REQUIRED, model_path: str = REQUIRED, out: str = REQUIRED,
     n = len(prepared.classes)
     t = time.perf_counter()
     model, history = fit_supervised(net, train, train_labels, n, p, g, device)
-    val = prepared.images("val")
-    bs, res = p.train.batch_size, p.data.res
-    scores = flat_scores(class_histogram(model, val, val_labels, n, n, bs, device, res, "retrain score"),
+    val, size = prepared.images("val"), val_labels.shape[-2:]
+    bs, res = p.runtime.inference_batch, p.data.res
+    scores = flat_scores(confusion(label_maps(model, val, size, bs, device, res, "retrain score"), val_labels, n, n),
                          prepared.classes, prepared.things, prepared.stuff)
     # C-Acc / C-mIoU: the retrained features clustered and matched like the unsupervised ones
     fres = res // net.stride
     index = sample_pixel_index(len(train), fres, fres, p.dump.train_points, p.seed)
     feats = gather_pixel_features(net, train, index, bs, device, res, desc="retrain features", embed=True)
-    mu = kmeans(torch.from_numpy(feats).to(device), p.cluster.k, p.cluster.niter, p.seed, p.cluster.backend)
-    hist = class_histogram(lambda x: neg_sq_distance(net.embed(x), mu), val, val_labels, n, p.cluster.k, bs, device, res,
-                           "retrain clusters")
+    clf = prototype_classifier(kmeans(torch.from_numpy(feats).to(device), p.cluster.k, p.cluster.niter, p.seed,
+                                      p.cluster.backend))
+    maps = label_maps(lambda x: classifier_scores(net.embed(x), clf), val, size, bs, device, res, "retrain clusters")
+    hist = confusion(maps, val_labels, n, p.cluster.k)
     clustered, _, _ = evaluate_histogram(hist, prepared.classes, prepared.things, prepared.stuff)
-    save_model(net, out, as_dict(p))
+    save_model(net, out, recorded_params(p))
     summary = {"labelled": 1, **scores, "c_acc": clustered["acc"], "c_miou": clustered["miou"],
                "final_loss": round(history[-1], 5) if history else None, "time_s": round(time.perf_counter() - t, 1)}
     write_json(metrics, summary)

@@ -1,16 +1,15 @@
-"""Run the current params over several seeds with DVC's experiment queue; write mean +- std.
+"""Run the current params over several seeds; write mean +- std.
 
     python -m stages.seeds --seeds 0 --seeds 1 --seeds 2               # the params in the workspace
     python -m stages.seeds --seeds 0 --seeds 1 -S loss.cross=false     # an ablation, over two seeds
     python -m stages.seeds -S method=iic --target evaluate              # only up to the scores
 
-Queues one experiment per seed (`dvc exp run --queue -S seed=N -n <prefix>-sN [target]`),
-runs the queue (`dvc exp run --run-all`), reads each experiment's metrics back
-from `dvc exp show --json`, and writes reports/seeds.md (a table of every
-headline metric, mean +- sample std) and metrics/seeds.json (flat), then
-re-renders the report (`dvc repro -s -f report`), which embeds the table.
-Needs a git repository with a commit (DVC's queue runs experiments from it
-plus the workspace's changes). The work is lib/seeds.py's.
+Runs the pipeline once per seed (`-S seed=N` and the given settings), each in a copy of the workspace
+that shares its DVC cache (lib/study/runner.py, the study's runner: the workspace is left alone, and a
+seed whose stages ran before is checked out of DVC's run cache), then writes reports/seeds.md (a table
+of every headline metric, mean +- sample std) and metrics/seeds.json (flat), and re-renders the report
+(`dvc repro -s -f report`), which embeds the table. Needs a git repository: a run copies the files git
+lists.
 """
 from pathlib import Path
 from typing import List
@@ -21,18 +20,23 @@ from lib.cli import user_errors
 from lib.errors import ParamsError
 from lib.io import atomic_path, write_json
 from lib.pipeline import cmd_option
-from lib.seeds import aggregate, dvc, flat, markdown, run_experiments
+from lib.study.runner import dvc, run
+from lib.study.stats import aggregate, flat
+from lib.study.tables import seeds_markdown
 
 
 @user_errors
 def main(seeds: List[int] = typer.Option([0, 1, 2], "--seeds", help="seeds to run"),
          set_param: List[str] = typer.Option([], "-S", "--set-param", help="key=value, as for dvc exp run"),
-         prefix: str = typer.Option("seeds", help="experiment names are <prefix>-s<seed>"),
          target: str = typer.Option("", help="a stage to reproduce up to (e.g. evaluate); default: all"),
          out: str = "reports/seeds.md", metrics: str = "metrics/seeds.json"):
-    stats = aggregate(run_experiments(seeds, set_param, prefix, target))
+    runs = []
+    for seed in seeds:
+        print(f"seeds: seed {seed}", flush=True)
+        runs.append(run([*set_param, f"seed={seed}"], [target] if target else []))
+    stats = aggregate(runs)
     with atomic_path(out) as tmp:
-        Path(tmp).write_text(markdown(stats, seeds, set_param))
+        Path(tmp).write_text(seeds_markdown(stats, seeds, set_param))
     write_json(metrics, flat(stats))
     for key, (m, s, n) in stats.items():
         print(f"{key:>20}: {m:6.2f} +- {s:5.2f}  ({n} runs)")

@@ -7,16 +7,17 @@
     python -m stages.study --data "data.name=folder data.root=/data/mine" --only "defaults,method=iic"
                                                             # other data: reports/outside.md
 
-Runs each configuration of lib/study.CONFIGS (params.yaml plus its -S
-settings) with each seed, one `dvc exp run --temp` at a time up to the
-evaluate and probe stages, seed by seed so that paired differences appear
-early. Each finished run is appended to the results file (committed with the
+Runs each configuration of lib/study/design.CONFIGS (params.yaml plus its
+-S settings) with each seed, one at a time up to the evaluate and probe
+stages (lib/study/runner.py: in a copy of the workspace, which is left
+alone), seed by seed so that paired differences appear early. Each finished run is appended to the results file (committed with the
 project; a run is identified by the params it ran with, and one already
 there is skipped), and reports/fidelity.md (the claims, and the controlled
-experiments of lib/study.EXPERIMENTS), reports/methods.md
-and reports/ablations.md (the reporting variant) and reports/tuning.md (the
-tuning variant) are written from it after every run. Stop it at any time and run it again,
-here or on another machine, to go on. The work is lib/study.py's.
+experiments of lib/study/design.EXPERIMENTS) with its figure
+reports/study/fidelity.png, reports/methods.md and reports/ablations.md (the
+reporting variant) and reports/tuning.md (the tuning variant) are written
+from it after every run. Stop it at any time and run it again, here or on
+another machine, to go on. The work is lib/study's.
 """
 import time
 from pathlib import Path
@@ -26,36 +27,17 @@ import torch
 import typer
 
 from lib.cli import user_errors
-from lib.io import atomic_path
 from lib.pipeline import git_rev, stage_deps
-from lib.seeds import dvc
-from lib.study import (CONFIGS, DEFAULT, IIC, MDC, MDC_FITTED, NOTRAIN, PROBE, SCORES, STEGO, STEGO_RANDOM,
-                       append_run, clear_stale_runs, configs_markdown, digest, effective_params, fidelity_markdown,
-                       outside_markdown, read_runs, run_key, run_one, tuning_markdown)
-
-METHOD_ROWS = (DEFAULT, NOTRAIN, MDC, IIC, STEGO)
-# methods.md; every other configuration is one of PiCIE's ablations
-METHODS_TABLE = (*METHOD_ROWS, MDC_FITTED, STEGO_RANDOM)
-REPORTING, TUNING = 0, 1  # data.seed of the variant the claims are reported on, and of the one defaults are tuned on
+from lib.study.design import CONFIGS, REPORTING, TARGETS, TUNING
+from lib.study.records import append_run, digest, effective_params, read_runs, run_key
+from lib.study.runner import dvc, run
+from lib.study.tables import FIGURES, write_tables
 
 
-def write_tables(runs, digests, base, results, out_dir="reports", data="", data_seed=REPORTING):
-    """The embedded set's tables, or with `data` (other data's -S settings) outside.md alone; digests:
-    {config: digest} of the configurations' params (the data's settings included)."""
-    if data:
-        texts = {"outside.md": outside_markdown(runs, data_seed, results, digests, data, METHOD_ROWS, base)}
-    else:
-        texts = {"fidelity.md": fidelity_markdown(runs, REPORTING, results, digests, base),
-                 # scores only: the runs' wall times come from machines shared with other work (a bench's job)
-                 "methods.md": configs_markdown(runs, REPORTING, digests, METHODS_TABLE,
-                                                "Methods compared on the embedded dataset", SCORES + PROBE),
-                 "ablations.md": configs_markdown(runs, REPORTING, digests,
-                                                  [c for c in CONFIGS if c not in METHODS_TABLE[1:]],
-                                                  "PiCIE's ablations on the embedded dataset", SCORES + PROBE),
-                 "tuning.md": tuning_markdown(runs, TUNING, base)}
-    for name, text in texts.items():
-        with atomic_path(Path(out_dir) / name) as tmp:
-            tmp.write_text(text)
+def run_one(config, seed, data_seed, settings):
+    """One study run: the stages up to evaluate and probe with the configuration's settings; its metrics
+    by stem."""
+    return run([f"seed={seed}", f"data.seed={data_seed}", *settings], TARGETS)
 
 
 def known_settings(option, text, base, also=""):
@@ -68,7 +50,8 @@ def known_settings(option, text, base, also=""):
 
 
 def chosen_configs(only, base):
-    """--only's configurations: names of lib/study.CONFIGS, or any `key=value ...` settings of known keys."""
+    """--only's configurations: names of lib/study/design.CONFIGS, or any `key=value ...` settings of known
+    keys."""
     if not only:
         return dict(CONFIGS)
     out = {}
@@ -100,8 +83,6 @@ def main(seeds: List[int] = typer.Option([0, 1, 2, 3, 4], "--seeds", help="seeds
     flats = {c: effective_params(text, extra + settings) for c, settings in {**CONFIGS, **chosen}.items()}
     digests = {c: digest(flat) for c, flat in flats.items()}
     runs = read_runs(results, base)
-    for name in [] if collect else clear_stale_runs():
-        print(f"study: removed the remains of {name}, killed before it finished", flush=True)
     done = {run_key(r["digest"], r["seed"], r["data_seed"]) for r in runs}
     for seed in [] if collect else seeds:
         for config, settings in chosen.items():
@@ -122,7 +103,8 @@ def main(seeds: List[int] = typer.Option([0, 1, 2, 3, 4], "--seeds", help="seeds
             write_tables(runs, digests, base, results, out_dir, data, data_seed)
     write_tables(runs, digests, base, results, out_dir, data, data_seed)
     print(f"{len(runs)} runs in {results} -> {out_dir}/" + ("outside.md" if data else
-                                                            "fidelity.md, methods.md, ablations.md, tuning.md"))
+                                                            "fidelity.md, methods.md, ablations.md, tuning.md")
+          + f" and {out_dir}/{FIGURES['outside.md' if data else 'fidelity.md']}")
     missing = [d for d in stage_deps("report") if not Path(d).exists()]
     if missing:  # a fresh clone, say: the pipeline has not run here
         print(f"study: the report is not re-rendered ({missing[0]} is missing): `dvc repro report` embeds the tables")

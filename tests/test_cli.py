@@ -1,4 +1,5 @@
-"""lib/cli: train.allocator's effect on where the host's large blocks come from and where they go.
+"""lib/cli: the stages' one setup, and runtime.allocator's effect on where the host's large blocks come from
+and where they go.
 
 What it is for, fewer page faults a step, is a measurement of the machine: bench/allocator.py counts them.
 Here, what glibc reports (mallinfo2) of one 64 MiB block, the size of an activation at COCO's views."""
@@ -53,3 +54,33 @@ def test_reuse_serves_a_large_block_from_the_heap_and_keeps_it_when_freed():
     assert applied
     assert mapped == 0 and from_heap >= MIB64  # from the heap, not a mapping of its own
     assert mapped_after == 0 and free_after >= MIB64  # freed into the heap, which keeps it for the next step
+
+
+def test_setup_applies_the_runtime_section_seeds_and_opens_the_data(params, tmp_path):
+    import torch
+
+    from lib.cli import setup
+    from stages import prepare as prepare_stage
+
+    _, ppath = params(**{"data.train_size": 4, "data.val_size": 2, "data.res": 32, "runtime.threads": 1,
+                         "runtime.workers": 3, "runtime.device": "cpu", "seed": 5})
+    prepare_stage.main(out=str(tmp_path / "prepared"), metrics=str(tmp_path / "prep.json"), params=str(ppath))
+    threads = torch.get_num_threads()
+    try:
+        s = setup(ppath, str(tmp_path / "prepared"), seeded=True)
+        assert s.threads == torch.get_num_threads() == 1 and s.workers == 3 and s.device == torch.device("cpu")
+        assert len(s.prepared.images("train")) == 4 and s.p.seed == 5
+        first = torch.randint(0, 1000, (4,), generator=s.generator)
+        again = setup(ppath, seeded=True)
+        assert torch.equal(torch.randint(0, 1000, (4,), generator=again.generator), first)  # the params' seed
+        assert again.prepared is None and setup(ppath).generator is None  # only what is asked for
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_setup_without_compute_imports_no_torch(params):
+    _, ppath = params()
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from lib.cli import setup; "
+            f"s = setup({str(ppath)!r}, compute=False); print(s.device, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["None", "False"]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from lib.errors import ParamsError
 from lib.clustering import (_kmeans_torch, argmax_classifier, assign, classifier_scores, fit_linear_classifier, inertia,
-                            kmeans, neg_sq_distance, predict_clusters, prototype_classifier)
+                            kmeans, predict_clusters, prototype_classifier)
 
 
 def _blobs(seed=0):
@@ -75,15 +75,20 @@ def test_kmeans_refuses_fewer_points_than_clusters():
         kmeans(torch.randn(3, 2), 4)
 
 
-def test_neg_sq_distance_argmax_is_nearest_centroid():
+def _neg_sq_distance(z, mu):
+    """-||z - mu_k||^2 by its definition (B, d, h, w) -> (B, k, h, w), for reference."""
+    return -((z[:, None] - mu[None, :, :, None, None]) ** 2).sum(2)
+
+
+def test_assign_is_the_nearest_centroid_of_rows_and_of_feature_maps_alike():
     x, _, _ = _blobs(1)
     mu = kmeans(x, 4, 10, 0)
+    expected = ((x[:, None] - mu[None]) ** 2).sum(-1).argmin(1)  # by hand: the least squared distance
+    assert torch.equal(assign(x, mu), expected)
+    assert torch.equal(assign(x, mu, chunk=7), expected)  # chunked alike
     z = x[:12].T.reshape(1, 3, 3, 4)
-    s = neg_sq_distance(z, mu)
-    assert s.shape == (1, 4, 3, 4)
-    expected = -((x[:12, None] - mu[None]) ** 2).sum(-1)
-    assert torch.allclose(s[0].reshape(4, 12).T, expected, atol=1e-4)
-    assert torch.equal(s.argmax(1).flatten(), assign(x[:12], mu))
+    assert assign(z, mu).shape == (1, 3, 4)
+    assert torch.equal(assign(z, mu).flatten(), expected[:12])
 
 
 def test_prototype_classifier_labels_as_the_nearest_centroid_also_after_upsampling():
@@ -94,8 +99,8 @@ def test_prototype_classifier_labels_as_the_nearest_centroid_also_after_upsampli
     clf = prototype_classifier(mu)
     assert clf.shape == (6, 17)
     s = classifier_scores(z, clf)
-    assert torch.allclose(s - (z * z).sum(1, keepdim=True), neg_sq_distance(z, mu), atol=1e-5)
-    reference = F.interpolate(neg_sq_distance(z, mu), size=(13, 11), mode="bilinear", align_corners=False).argmax(1)
+    assert torch.allclose(s - (z * z).sum(1, keepdim=True), _neg_sq_distance(z, mu), atol=1e-5)
+    reference = F.interpolate(_neg_sq_distance(z, mu), size=(13, 11), mode="bilinear", align_corners=False).argmax(1)
     assert torch.equal(predict_clusters(z, clf, (13, 11)), reference)
 
 

@@ -48,7 +48,7 @@ def test_auto_train_and_classifier_values_come_from_the_method_module(params, me
     ("curves.every", -1, "'curves.every' must be 0 or more, got -1"),
     ("train.epochs", "many", "'train.epochs' must be an int or 'auto', got 'many'"),
     ("cluster.backend", "sklearn", "'cluster.backend' is 'sklearn'; expected one of faiss, torch"),
-    ("report.neighbours", 0, "'report.neighbours' must be positive"),
+    ("report.retrieved", 0, "'report.retrieved' must be positive"),
     ("loss.temperature", 0.0, "'loss.temperature' must be positive"),
     ("cluster.restarts", 0, "'cluster.restarts' must be positive"),
     ("aug.hue", 0.7, "'aug.hue' must be in [0, 0.5] turns"),
@@ -131,11 +131,28 @@ def test_unknown_key_is_reported(tmp_path):
         load_params(tmp_path / "params.yaml")
 
 
+@pytest.mark.parametrize("old, new", [("train.threads", "runtime.threads"), ("data.workers", "runtime.workers"),
+                                      ("loss.scores", "loss.logits")])
+def test_a_key_of_an_earlier_version_is_named_with_its_name_today(tmp_path, old, new):
+    """A params.yaml (or a `-S` setting) written for an earlier version is told what its key is called now."""
+    raw = apply_settings(yaml.safe_load((ROOT / "params.yaml").read_text()), [f"{old}=1"])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=f"'{old}' is called '{new}' now"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_the_inference_batch_follows_the_training_batch_unless_it_is_set(params):
+    p, _ = params(**{"train.batch_size": 8})
+    assert p.runtime.inference_batch == 8
+    p, _ = params(**{"train.batch_size": 8, "runtime.inference_batch": 3})
+    assert (p.train.batch_size, p.runtime.inference_batch) == (8, 3)
+
+
 # Every value of a numeric key that is accepted, of the probes the sweep below tries; any other probe
 # must be refused with a message naming the key. A new numeric key that accepts a probe fails the
 # sweep until its row here says that value means something.
 ACCEPTED = {
-    "seed": {0}, "data.seed": {0}, "data.workers": {0},  # all cores
+    "seed": {0}, "data.seed": {0}, "runtime.workers": {0},  # all cores
     "data.stuff_fraction": {0.0}, "data.person_min_fraction": {0.0}, "aug.hue": {0.0},  # no hue shift
     "loss.temperature": {2.0}, "train.lr": {2.0}, "probe.lr": {2.0}, "retrain.lr": {2.0},
     "cluster.linear_lr": {2.0}, "infoseg.tau": {2.0},
@@ -143,15 +160,15 @@ ACCEPTED = {
     "cluster.images": {0},  # every image
     "train.epochs": {0},  # no training
     "iic.displacement": {0},  # the same location in the other view
-    "train.threads": {0},  # torch's default: all cores
+    "runtime.threads": {0},  # torch's default: all cores
     "cluster.head_fit": {0},  # random heads, as DeepCluster
     "data.imbalance": {2.0},  # the most frequent class of a group twice as likely as the least
     "stego.probe_lr": {2.0},
     # a pair's weight 0 leaves it out; a shift is any correlation (above 1: every pair pushed apart)
     **{f"stego.{pair}_{kind}": {0.0, 2.0} for pair in ("self", "knn", "rand") for kind in ("weight", "shift")},
-    # the CRF's stds are any positive size; a kernel's weight 0 leaves it out; 0 workers: every core
+    # the CRF's stds are any positive size; a kernel's weight 0 leaves it out
     "eval.crf_gaussian_sxy": {2.0}, "eval.crf_bilateral_sxy": {2.0}, "eval.crf_bilateral_srgb": {2.0},
-    "eval.crf_gaussian_weight": {0.0, 2.0}, "eval.crf_bilateral_weight": {0.0, 2.0}, "eval.workers": {0},
+    "eval.crf_gaussian_weight": {0.0, 2.0}, "eval.crf_bilateral_weight": {0.0, 2.0},
 }
 INT_PROBES, FLOAT_PROBES = (-1, 0, 2.5, "x", True), (-1.0, 0.0, 2.0, "x", "nan", ".inf", False)
 

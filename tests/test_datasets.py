@@ -71,7 +71,7 @@ def test_curation_rule_at_its_edges(params, tmp_path):
         "000000000005": fixtures.stuff_label(h, w, n),  # kept
     }
     root = fixtures.cocostuff(tmp_path / "coco", train, {"000000000009": fixtures.stuff_label(h, w, n)})
-    p, _ = params(**{"data.name": "cocostuff27", "data.root": str(root), "data.res": 32, "data.workers": 2})
+    p, _ = params(**{"data.name": "cocostuff27", "data.root": str(root), "data.res": 32, "runtime.workers": 2})
     meta, d = _run(p, tmp_path)
     assert (d.root / "lists" / "train.txt").read_text().split() == ["000000000001", "000000000005"]
     assert meta["splits"] == {"train": 2, "val": 1} and meta["stats"]["train_listed"] == 5

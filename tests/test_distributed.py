@@ -119,7 +119,7 @@ def test_two_gloo_processes_compute_what_one_process_computes(tmp_path):
 
 STAGE = {"data.train_size": 32, "data.val_size": 4, "data.res": 32, "model.dim": 8, "model.weights": "",
          "train.batch_size": 16, "train.epochs": 2, "cluster.images": 32, "cluster.max_points": 2000,
-         "cluster.niter": 5, "cluster.bn": "eval", "curves.images": 8, "train.threads": 1}
+         "cluster.niter": 5, "cluster.bn": "eval", "curves.images": 8, "runtime.threads": 1}
 
 
 def _stage(folder, prepared, **overrides):
@@ -196,9 +196,9 @@ def test_a_killed_process_stops_the_run_with_a_message_and_the_next_run_resumes(
     os.kill(workers["1"], signal.SIGKILL)
     t = time.time()
     # the launcher stops the other process (within seconds on an idle machine); without it, process 0 would
-    # wait at its next collective for train.timeout (600 s) and end with a timeout. Half of that tells the
+    # wait at its next collective for runtime.timeout (600 s) and end with a timeout. Half of that tells the
     # two apart on a loaded machine too; how fast the launcher is on this one is not this test's question.
-    timeout = load_params(tmp_path / "params.yaml").train.timeout
+    timeout = load_params(tmp_path / "params.yaml").runtime.timeout
     out, err = run.communicate(timeout=timeout)
     assert run.returncode == 1 and time.time() - t < timeout / 2, time.time() - t
     assert "error: training process 1 of 2 failed (exit code -9); the others were stopped" in err, err[-3000:]

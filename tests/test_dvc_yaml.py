@@ -70,6 +70,28 @@ def test_stages_that_read_more_than_the_data_depend_on_the_method_modules():
             assert "lib/methods" in stage["deps"], f"stage {name} reads method-dependent params"
 
 
+def test_no_stage_lists_a_runtime_setting():
+    """runtime.* decide where and how fast a stage computes, not what: a stage listing one would re-run (and
+    throw away cached work) for a change of device, threads, allocator or inference batch."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert set(params["runtime"]) == {"device", "threads", "workers", "allocator", "inference_batch", "timeout"}
+    for name, stage in STAGES.items():
+        listed = [str(k) for k in stage.get("params", [])]
+        assert not [k for k in listed if k == "runtime" or k.startswith("runtime.")], name
+
+
+def test_every_stage_starts_from_the_one_setup():
+    """A stage's preamble (params, threads, allocator, device, seeds, prepared data) is lib.cli.setup's, not
+    written out again: a stage is its own logic plus that call."""
+    for name, stage in STAGES.items():
+        source = (ROOT / "stages" / f"{_module(stage).split('.')[-1]}.py").read_text()
+        assert "setup(" in source, name
+        reads_data = "data" in _options(stage)  # (prepare opens the folder it wrote, to count its pixels)
+        for own in ("load_params(", "set_threads(", "set_allocator(", "pick_device(", "seed_everything(",
+                    *(["Prepared("] if reads_data else [])):
+            assert own not in source, f"stages/{name}.py calls {own[:-1]} itself"
+
+
 def test_params_sections_exist_in_params_yaml():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for name, stage in STAGES.items():

@@ -115,7 +115,7 @@ def test_a_malformed_or_unusual_file_is_read_right_or_refused_by_name(params, tm
             sizes = (8, 8)
         Image.fromarray(np.zeros(sizes[::-1], np.uint8)).save(root / "labels" / "odd.png")
     (root / "classes.txt").write_text("a\nb\nc\n")
-    _, ppath = params(**{"data.name": "folder", "data.root": str(root), "data.res": RES, "data.workers": 1,
+    _, ppath = params(**{"data.name": "folder", "data.root": str(root), "data.res": RES, "runtime.workers": 1,
                          "data.val_fraction": 0.5})
     out_dir = tmp_path / "out"
     out, metrics = out_dir / "prepared", out_dir / "prepare.json"

@@ -3,15 +3,15 @@ import math
 import torch
 import torch.nn.functional as F
 
-from lib.losses import balance_weights, cluster_loss, overcluster_lambdas, prototype_scores
+from lib.losses import balance_weights, cluster_loss, overcluster_lambdas, prototype_logits
 from lib.deepcluster import Classifiers, Clustering, pseudo_labels
 from lib.methods.picie import picie_loss
 
 
-def test_prototype_scores_are_negative_cosine_distance():
+def test_prototype_logits_are_negative_cosine_distance():
     z = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)
     mu = torch.tensor([[2.0, 0.0], [0.0, 3.0], [-1.0, 1.0]])
-    s = prototype_scores(z, mu).flatten()
+    s = prototype_logits(z, mu).flatten()
     # d = 1 - cos: 0, 1, 1 + 1/sqrt(2)
     assert torch.allclose(s, torch.tensor([0.0, -1.0, -1.0 - 1 / math.sqrt(2)]), atol=1e-6)
 
@@ -66,7 +66,7 @@ def test_picie_loss_is_within_plus_cross(params):
     clf = Classifiers([Clustering(3, (mu1, mu2), (None, None))], "prototype", 4)
     total, parts = picie_loss(z1, z2, clf, p)
     y1, y2 = _nearest(z1, mu1), _nearest(z2, mu2)
-    ce = lambda z, mu, y: F.cross_entropy(prototype_scores(z, mu), y)  # noqa: E731
+    ce = lambda z, mu, y: F.cross_entropy(prototype_logits(z, mu), y)  # noqa: E731
     within = ce(z1, mu1, y1) + ce(z2, mu2, y2)
     cross = ce(z1, mu2, y2) + ce(z2, mu1, y1)
     assert torch.allclose(parts["within"], within)
@@ -111,30 +111,30 @@ def test_given_pseudo_labels_are_used(params):
     clf = Classifiers([Clustering(3, (mu1, mu2), (None, None))], "prototype", 4)
     zeros = torch.zeros(2, 3, 3, dtype=torch.long)
     total, _ = picie_loss(z1, z2, clf, p, labels=[(zeros, zeros + 2)])
-    expected = F.cross_entropy(prototype_scores(z1, mu1), zeros) + F.cross_entropy(prototype_scores(z2, mu2), zeros + 2)
+    expected = F.cross_entropy(prototype_logits(z1, mu1), zeros) + F.cross_entropy(prototype_logits(z2, mu2), zeros + 2)
     assert torch.allclose(total, expected)
     assert torch.equal(pseudo_labels(z1, z2, clf.levels)[0][0], _nearest(z1, mu1))
 
 
 def test_dot_scores_and_mean_over_views_are_the_authors_loss(params):
-    """loss.scores: dot (logits z . mu with the centroids as they are) and loss.views: mean (each
+    """loss.logits: dot (logits z . mu with the centroids as they are) and loss.views: mean (each
     two-view term averaged, not summed), the authors' code, against the same computation by hand."""
     z1, z2, mu1, mu2 = _setup()
     z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)  # the network's features are unit vectors
     mu1, mu2 = 0.7 * F.normalize(mu1, dim=1), 0.7 * F.normalize(mu2, dim=1)  # means of unit vectors: norm < 1
     dot = lambda z, mu: torch.einsum("bdhw,kd->bkhw", z, mu)  # noqa: E731
-    assert torch.allclose(prototype_scores(z1, mu1, "dot"), dot(z1, mu1))
-    assert not torch.allclose(prototype_scores(z1, mu1, "dot"), prototype_scores(z1, mu1))
+    assert torch.allclose(prototype_logits(z1, mu1, "dot"), dot(z1, mu1))
+    assert not torch.allclose(prototype_logits(z1, mu1, "dot"), prototype_logits(z1, mu1))
     y1, y2 = _nearest(z1, mu1), _nearest(z2, mu2)
     ce = lambda z, mu, y: F.cross_entropy(dot(z, mu), y)  # noqa: E731
-    p, _ = params(**{"loss.balance": False, "loss.scores": "dot", "loss.views": "mean"})
-    clf = Classifiers([Clustering(3, (mu1, mu2), (None, None))], "prototype", 4, p.loss.scores)
+    p, _ = params(**{"loss.balance": False, "loss.logits": "dot", "loss.views": "mean"})
+    clf = Classifiers([Clustering(3, (mu1, mu2), (None, None))], "prototype", 4, p.loss.logits)
     total, parts = picie_loss(z1, z2, clf, p)
     within = (ce(z1, mu1, y1) + ce(z2, mu2, y2)) / 2
     cross = (ce(z1, mu2, y2) + ce(z2, mu1, y1)) / 2
     assert torch.allclose(parts["within"], within) and torch.allclose(parts["cross"], cross)
     assert torch.allclose(total, within + cross)
-    p, _ = params(**{"loss.balance": False, "loss.scores": "dot"})  # summed: twice the mean
+    p, _ = params(**{"loss.balance": False, "loss.logits": "dot"})  # summed: twice the mean
     assert torch.allclose(picie_loss(z1, z2, clf, p)[0], 2 * total)
 
 
@@ -142,8 +142,8 @@ def test_temperature_divides_the_logits_and_lets_confident_pixels_be(params):
     """loss.temperature: logits / T; at T = 0.1 a pixel at its centroid gets (almost) no gradient while
     at T = 1 (Eq. 5) it is still pulled; an ambiguous pixel keeps a gradient at both."""
     z, mu = _setup()[0], torch.randn(3, 4)
-    assert torch.allclose(prototype_scores(z, mu, temperature=0.1), prototype_scores(z, mu) / 0.1)
-    assert torch.allclose(prototype_scores(z, mu, "dot", 0.5), prototype_scores(z, mu, "dot") * 2)
+    assert torch.allclose(prototype_logits(z, mu, temperature=0.1), prototype_logits(z, mu) / 0.1)
+    assert torch.allclose(prototype_logits(z, mu, "dot", 0.5), prototype_logits(z, mu, "dot") * 2)
     mu = torch.eye(4)[:3]
     confident = torch.tensor([1.0, 0.0, 0.0, 0.0]).view(1, 4, 1, 1)  # exactly at centroid 0
     ambiguous = F.normalize(torch.tensor([1.0, 1.0, 0.0, 0.0]), dim=0).view(1, 4, 1, 1)  # between 0 and 1
@@ -151,7 +151,7 @@ def test_temperature_divides_the_logits_and_lets_confident_pixels_be(params):
 
     def pull(x, t):  # the loss's gradient on a pixel off its centroid, along the sphere
         x = x.clone().requires_grad_()
-        cluster_loss(prototype_scores(x, mu, temperature=t), label).backward()
+        cluster_loss(prototype_logits(x, mu, temperature=t), label).backward()
         g = x.grad.flatten()
         return (g - (g @ x.detach().flatten()) * x.detach().flatten()).norm().item()
 
@@ -159,7 +159,7 @@ def test_temperature_divides_the_logits_and_lets_confident_pixels_be(params):
     assert pull(ambiguous, 0.1) > 0.1 and pull(ambiguous, 1.0) > 0.1
     p, _ = params(**{"loss.temperature": 0.1})
     z1, z2, mu1, mu2 = _setup()
-    cold = Classifiers([Clustering(3, (mu1, mu2), (None, None))], "prototype", 4, p.loss.scores, p.loss.temperature)
+    cold = Classifiers([Clustering(3, (mu1, mu2), (None, None))], "prototype", 4, p.loss.logits, p.loss.temperature)
     warm = Classifiers([Clustering(3, (mu1, mu2), (None, None))], "prototype", 4)
     assert torch.allclose(cold.scores(z1, 0, 0), warm.scores(z1, 0, 0) * 10)
     assert not torch.allclose(picie_loss(z1, z2, cold, p)[0], picie_loss(z1, z2, warm, p)[0])

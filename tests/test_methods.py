@@ -50,7 +50,7 @@ def test_each_method_module_declares_what_the_registry_asks(params, tmp_path, na
     unaries = log_probabilities(classifier_scores(out, clf), kind)
     assert torch.allclose(unaries.exp().sum(1), torch.ones(2, 8, 8), atol=1e-4)
     # and scored with flip averaging and the CRF as every method is: a label per pixel of each image
-    e = SimpleNamespace(**{**vars(p.eval), "flip": True, "crf": True, "workers": 1})
+    e = SimpleNamespace(**{**vars(p.eval), "flip": True, "crf": True})
     images = (x.permute(0, 2, 3, 1) * 255).to(torch.uint8).numpy()
     labels = Scorer(clf, kind, e, net).labels(out, images)
     assert all(lab.shape == (32, 32) and lab.max() < len(clf) for lab in labels)

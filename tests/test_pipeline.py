@@ -105,12 +105,21 @@ def test_repro_then_ablation_then_metrics_diff(tmp_path):
     times = (repo / "reports/epoch_times.tsv").read_text().splitlines()  # one row per epoch, its mean is the metric
     assert times[0].split("\t")[:3] == ["step", "epoch_time_s", "outside_ratio"] and len(times) == 2
     assert train["epoch_time_s"] == pytest.approx(float(times[1].split("\t")[1]), abs=0.01)
-    assert (repo / "reports/figures/neighbours.png").is_file()
+    assert (repo / "reports/figures/retrieval.png").is_file()
     for stage, keys in (("probe", ("acc", "miou", "iou_brick")), ("retrain", ("acc", "miou", "c_acc", "c_miou"))):
         m = json.loads((repo / f"metrics/{stage}.json").read_text())
         assert m["labelled"] == 1 and all(0 <= m[k] <= 100 for k in keys), (stage, m)
     _run(["git", "add", "-A"], repo, env)
     _run(["git", "commit", "-qm", "baseline"], repo, env)
+
+    # the runtime section changes where and how fast a stage computes, not what: on a finished run, no stage
+    # re-runs for any of its knobs but the fingerprint, which runs on every repro (dvc.yaml's always_changed)
+    knobs = ("runtime.device=cpu", "runtime.threads=1", "runtime.allocator=system", "runtime.inference_batch=3",
+             "runtime.workers=1", "runtime.timeout=60")
+    log = _run(dvc + ["exp", "run", *(a for kv in knobs for a in ("-S", kv))], repo, env)
+    assert set(re.findall(r"Running stage '(\w+)'", log)) == {"fingerprint"}, log
+    assert "runtime:\n  device: cpu\n  threads: 1" in (repo / "params.yaml").read_text()  # they were applied
+    _run(["git", "checkout", "--", "."], repo, env)
 
     log = _run(dvc + ["exp", "run", "-S", "loss.cross=false"], repo, env)
     assert "'prepare' didn't change" in log  # only the stages that depend on the switch re-run
@@ -273,8 +282,9 @@ def test_every_method_runs_end_to_end_on_a_vision_transformer(tmp_path):
     _assert_scores_are_the_predictions(repo, 8)
 
 
-def test_the_study_runs_each_configuration_as_a_temporary_experiment(tmp_path):
-    """`python -m stages.study`: real DVC experiments (--temp, the workspace untouched), each run recorded."""
+def test_the_study_runs_each_configuration_in_a_copy_of_the_workspace(tmp_path):
+    """`python -m stages.study`: real `dvc repro` runs in copies of the workspace (which is left untouched),
+    each run recorded; the second configuration's unchanged stages come from DVC's run cache."""
     repo, env = _project(tmp_path)
     params_before = (repo / "params.yaml").read_text()
     _run([sys.executable, "-m", "stages.study", "--seeds", "0", "--only", "defaults,method=notrain"], repo, env)
@@ -289,3 +299,10 @@ def test_the_study_runs_each_configuration_as_a_temporary_experiment(tmp_path):
     fidelity = (repo / "reports/fidelity.md").read_text()
     assert "| 1 | PiCIE beats no training (`defaults` vs `method=notrain`) | eval.acc | +21.83 |" in fidelity
     assert "n/a (fewer than 2 paired seeds)" in fidelity
+    assert (repo / "reports/study/fidelity.png").is_file() and "(study/fidelity.png)" in fidelity
+    # the seeds command runs through the same runner: the defaults at seed 0 again, the study's run's scores
+    _run([sys.executable, "-m", "stages.seeds", "--seeds", "0", "--target", "evaluate"], repo, env)
+    seeds = json.loads((repo / "metrics/seeds.json").read_text())
+    assert seeds["eval.acc_mean"] == round(runs[0]["metrics"]["eval"]["acc"], 4) and seeds["eval.acc_n"] == 1
+    shown = json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json"], repo, env))
+    assert not [e for b in shown for e in b.get("experiments") or []]  # no DVC experiment was made

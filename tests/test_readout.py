@@ -8,10 +8,11 @@ import torch
 
 from lib.data.textures import make_split
 from lib.errors import ParamsError
-from lib.metrics import flat_scores, majority
+from lib.metrics import confusion, flat_scores, majority
 from lib.models import build_model
-from lib.readout import class_histogram, fit_probe, fit_supervised
-from lib.seeds import aggregate, experiment_metrics, flat, metric_files, stems_made_up_to
+from lib.readout import fit_probe, fit_supervised, label_maps
+from lib.study.runner import metric_files, stems_made_up_to
+from lib.study.stats import aggregate, flat
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +37,7 @@ def test_probe_beats_chance_when_labels_are_a_function_of_the_features(params):
     head, history = fit_probe(model, images, labels, 3, p, torch.Generator().manual_seed(0), torch.device("cpu"))
     assert history[-1] < history[0]
     val_images, val_labels = _colour_coded(8, 1)
-    hist = class_histogram(lambda x: head(model(x)), val_images, val_labels, 3, 3, 4, "cpu", 32)
+    hist = confusion(label_maps(lambda x: head(model(x)), val_images, (32, 32), 3, "cpu", 32), val_labels, 3, 3)
     assert hist.sum() == 8 * 32 * 32 - 8  # every labelled pixel, the ignored ones left out
     scores = flat_scores(hist, ["red", "green", "blue"])
     assert scores["acc"] > 90, scores  # chance is ~33 %
@@ -54,7 +55,7 @@ def test_retrain_loss_decreases_and_every_parameter_learns(params):
     assert all(math.isfinite(h) for h in history) and history[-1] < history[0] - 0.1, history
     unchanged = [i for i, (a, b) in enumerate(zip(before, net.parameters())) if torch.equal(a, b)]
     assert not unchanged, f"{len(unchanged)} parameter tensors never updated"
-    hist = class_histogram(model, images, labels, 8, 8, 8, "cpu", 32)
+    hist = confusion(label_maps(model, images, (32, 32), 8, "cpu", 32), labels, 8, 8)
     assert hist.sum() == 16 * 32 * 32
 
 
@@ -79,24 +80,10 @@ def test_seed_aggregation_mean_and_sample_std():
     assert aggregate([{"eval": {"acc": 40.0}}])["eval.acc"] == (40.0, 0.0, 1)
 
 
-def test_experiment_metrics_are_read_from_dvc_exp_show_json():
-    """The shape `dvc exp show --json` (DVC 3) gives: baseline entries with experiments[].revs[]."""
-    def exp(name, acc):
-        return {"revs": [{"rev": "f" * 40, "name": name, "data": {
-            "metrics": {"metrics/eval.json": {"data": {"acc": acc, "miou": 1.0}},
-                        "metrics/probe.json": {"data": {"labelled": 0}}}}}], "executor": None, "name": name}
-    show = [{"rev": "workspace", "name": None, "data": {"metrics": {}}, "error": None, "experiments": None},
-            {"rev": "a" * 40, "name": "main", "data": {}, "error": None,
-             "experiments": [exp("seeds-s1", 31.0), exp("seeds-s0", 30.0), exp("other", 99.0),
-                             exp("seeds-s2", 31.7)]}]
-    # a failed run: DVC shows the metrics of the commit it started from, with an error
-    show[1]["experiments"][3]["revs"][0]["error"] = {"msg": "Experiment run failed", "type": ""}
-    files = metric_files(ROOT / "dvc.yaml")  # the metrics files dvc.yaml declares
+def test_the_metrics_files_a_run_reports_are_those_dvc_yaml_declares():
+    files = metric_files(ROOT / "dvc.yaml")
     assert files == {"train": "metrics/train.json", "eval": "metrics/eval.json", "probe": "metrics/probe.json",
                      "retrain": "metrics/retrain.json"}
-    found = experiment_metrics(show, {"seeds-s0", "seeds-s1", "seeds-s2"}, files)
-    assert set(found) == {"seeds-s0", "seeds-s1", "seeds-s2"} and found["seeds-s2"] is None
-    assert found["seeds-s0"]["eval"]["acc"] == 30.0 and found["seeds-s1"]["retrain"] == {}
 
 
 def test_a_targeted_seed_run_keeps_only_the_metrics_its_stages_wrote():

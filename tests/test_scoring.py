@@ -92,10 +92,10 @@ def test_the_crf_in_a_process_pool_labels_as_in_one_process():
     images = [rng.integers(0, 255, (20, 24, 3), dtype=np.uint8) for _ in range(3)]
     probabilities = torch.softmax(torch.randn(3, 5, 5, 6), 1)  # IIC's outputs, at stride 4
     clf = argmax_classifier(5)
-    with Scorer(clf, "probabilities", eval_params(crf=True, workers=1)) as one:
+    with Scorer(clf, "probabilities", eval_params(crf=True), workers=1) as one:
         assert one.pool is None
         alone = one.labels(probabilities, images)
-    with Scorer(clf, "probabilities", eval_params(crf=True, workers=2)) as two:
+    with Scorer(clf, "probabilities", eval_params(crf=True), workers=2) as two:
         assert two.pool is not None
         pooled = two.labels(probabilities, images)
     assert all(np.array_equal(a, b) for a, b in zip(alone, pooled))

@@ -15,9 +15,10 @@ import torch
 import typer
 
 import stages.study as study_stage
-from lib.study import (CLAIMS, CONFIGS, DEFAULT, EXPERIMENTS, IIC, IMBALANCED, MDC, MDC_FITTED, NOTRAIN, append_run,
-                       claim_rows, digest, effective_params, fidelity_markdown, paired, read_runs, settings_name,
-                       verdict)
+from lib.study.design import CLAIMS, CONFIGS, DEFAULT, EXPERIMENTS, IIC, IMBALANCED, MDC, MDC_FITTED, NOTRAIN
+from lib.study.records import append_run, digest, effective_params, read_runs, settings_name
+from lib.study.stats import claim_rows, paired, verdict
+from lib.study.tables import fidelity_markdown, write_tables
 from tests.conftest import ROOT
 
 
@@ -227,64 +228,64 @@ def test_other_data_runs_go_to_outside_md_and_not_into_the_embedded_sets_tables(
 
 STALLING_STAGE = """stages:
   s:
-    cmd: python -c "import pathlib, time; pathlib.Path('{started}').touch(); time.sleep(float(open('wait.txt').read()))"
+    cmd: python -c "import json, pathlib, time; pathlib.Path('{started}').touch(); time.sleep(float(open('wait.txt').read())); json.dump(dict(final_loss=1.5), open('train.json', 'w'))"
     deps: [wait.txt]
     params: [seed]
+    metrics: [train.json]
 """
 
-
-def _running(repo, env):
-    """{experiment name: DVC's state of it} as `dvc exp show --json` lists them."""
-    show = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=repo, env=env,
-                          capture_output=True, text=True, check=True).stdout
-    return [(e["name"], (e.get("executor") or {}).get("state")) for b in json.loads(show)
-            for e in b.get("experiments") or []]
+RUN = ("import sys; from lib.study.runner import run; "
+       "print(run(['seed=' + sys.argv[1]], [], sys.argv[2], sys.argv[3]))")
 
 
 @pytest.mark.slow
 def test_a_killed_run_leaves_nothing_that_stops_the_next_start(tmp_path):
-    """What a lost session leaves of a study run, made by DVC itself: `dvc exp run --temp` killed while its
-    stage runs. DVC then lists the experiment as running for good (and the study would read that entry
-    for the next run of the name); clear_stale_runs removes it and its copy of the workspace, and the
-    next run of that name is the only one listed."""
-    from lib.study import clear_stale_runs
-
-    repo, started = tmp_path / "repo", tmp_path / "started"
+    """What a lost session leaves of a study run: the runner killed (SIGKILL, with DVC and its stage) while
+    the stage runs. Its copy of the workspace is all that remains; the next run removes it, runs, and
+    reads its own metrics; the workspace was never written to, and DVC holds no experiment of either."""
+    repo, started, root = tmp_path / "repo", tmp_path / "started", tmp_path / "copies"
     repo.mkdir()
+    root.mkdir()
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t",
-               DVC_NO_ANALYTICS="1")
+               DVC_NO_ANALYTICS="1", PYTHONPATH=str(ROOT))
     (repo / "dvc.yaml").write_text(STALLING_STAGE.format(started=started))
     (repo / "params.yaml").write_text("seed: 0\n")
     (repo / "wait.txt").write_text("600")
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"], ["git", "add", "-A"],
                 ["git", "commit", "-qm", "init"]):
         subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
-    name = "study-defaults-s1-d0"
-    run = [sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", name, "-S", "seed=1"]
-    lost = subprocess.Popen(run, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    lost = subprocess.Popen([sys.executable, "-c", RUN, "1", str(repo), str(root)], cwd=repo, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 300
         while not started.exists() and lost.poll() is None and time.time() < deadline:
             time.sleep(0.2)
-        assert started.exists(), "the experiment's stage never started"
+        assert started.exists(), "the run's stage never started"
     finally:
-        os.killpg(lost.pid, signal.SIGKILL)  # the session is lost: DVC, its stage, everything
+        os.killpg(lost.pid, signal.SIGKILL)  # the session is lost: the runner, DVC, its stage, everything
         lost.wait()
-    assert _running(repo, env) == [(name, "running")]  # what DVC leaves
-    copies = list((repo / ".dvc/tmp/exps/standalone").glob("tmp*"))  # its copy of the workspace
-    assert len(copies) == 1
-    assert clear_stale_runs(repo) == [name]
-    assert _running(repo, env) == [] and not copies[0].exists()
-    (repo / "wait.txt").write_text("0")
-    subprocess.run(run, cwd=repo, env=env, check=True, capture_output=True)
-    assert _running(repo, env) == [(name, None)]  # one entry of the name, finished
-    assert clear_stale_runs(repo) == []
+    (left,) = root.iterdir()  # what it leaves: its copy, owned by a process that is gone
+    (repo / "wait.txt").write_text("0")  # a change of the workspace, not committed: the run copies it
+    before = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=repo, capture_output=True, text=True,
+                            check=True).stdout
+    done = subprocess.run([sys.executable, "-c", RUN, "2", str(repo), str(root)], cwd=repo, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "{'train': {'final_loss': 1.5}}"
+    assert not left.exists() and not list(root.iterdir())  # the stale copy and the run's own are gone
+    after = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=repo, capture_output=True, text=True,
+                           check=True).stdout
+    # nothing written into the workspace; its DVC cache holds the run's outputs (the next run's run cache)
+    assert [line for line in after.splitlines() if ".dvc/" not in line] == [" M wait.txt"]
+    assert before.splitlines()[0] == " M wait.txt" and (repo / ".dvc/cache/runs").is_dir()
+    show = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=repo, env=env,
+                          capture_output=True, text=True, check=True).stdout
+    assert not [e for b in json.loads(show) for e in b.get("experiments") or []]
 
 
 def test_records_that_predate_a_param_ran_with_its_neutral_value(tmp_path):
-    from lib.study import PREDATED
+    from lib.study.records import PREDATED
 
     now = {**effective_params((ROOT / "params.yaml").read_text(), []), **PREDATED}
     old = {k: v for k, v in now.items() if k not in PREDATED}
@@ -297,15 +298,13 @@ def test_records_that_predate_a_param_ran_with_its_neutral_value(tmp_path):
 
 def test_records_that_predate_the_eval_section_were_scored_without_flip_or_crf(tmp_path):
     """A record made before eval.* existed counts as today's default run (eval.flip, eval.crf off; the CRF's
-    settings, unread then, as params.yaml has them), not as a run with the CRF; eval.workers identifies
-    nothing (the CRF's processes compute each image alike)."""
+    settings, unread then, as params.yaml has them), not as a run with the CRF."""
     base = effective_params((ROOT / "params.yaml").read_text(), [])
     old = {k: v for k, v in base.items() if not k.startswith("eval.")}
     append_run(tmp_path / "r.jsonl", {"params": old, "digest": digest(old)})
     (record,) = read_runs(tmp_path / "r.jsonl", base)
-    assert record["digest"] == digest(base) and "eval.workers" not in record["params"]
+    assert record["digest"] == digest(base)
     assert record["digest"] != digest(effective_params((ROOT / "params.yaml").read_text(), ["eval.crf=true"]))
-    assert digest(base) == digest(effective_params((ROOT / "params.yaml").read_text(), ["eval.workers=1"]))
 
 
 def test_the_tables_say_which_backbone_every_run_started_from():
@@ -337,20 +336,13 @@ def test_append_run_writes_whole_lines(tmp_path):
     assert read_runs(tmp_path / "r.jsonl") == [{"a": 1}, {"a": 2}] and read_runs(tmp_path / "none.jsonl") == []
 
 
-def test_experiment_names_are_valid_git_refs():
-    from lib.study import experiment_name
-
-    assert experiment_name("cluster.single=true loss.cross=false", 3, 0) == "study-cluster.single_true_loss.cross_false-s3-d0"
-    assert all(" " not in experiment_name(c, 0, 0) and "=" not in experiment_name(c, 0, 0) for c in CONFIGS)
-
-
 def test_mdc_with_fitted_heads_is_a_method_row_not_a_picie_ablation(tmp_path):
     """The head_fit experiment's MDC runs belong to methods.md (labelled Modified DeepCluster), not to
     'PiCIE's ablations', and its experiment row pairs them with plain MDC seed by seed."""
     runs = [{**_run(c, s, acc, probe=probe), "method": "mdc"} for s in range(3)
             for c, acc, probe in ((MDC, 30.0 + s, 40.0), (MDC_FITTED, 31.0 + 2 * s, 42.0))]
-    study_stage.write_tables(runs, {c: c for c in CONFIGS}, {"data.name": "textures", "data.root": ""},
-                             "runs.jsonl", str(tmp_path))
+    write_tables(runs, {c: c for c in CONFIGS}, {"data.name": "textures", "data.root": ""}, "runs.jsonl",
+                 str(tmp_path))
     methods_md, ablations_md = (tmp_path / "methods.md").read_text(), (tmp_path / "ablations.md").read_text()
     assert "| Modified DeepCluster | `method=mdc` `cluster.head_fit=3` | 33.00 ± 2.00 |" in methods_md
     assert "head_fit" not in ablations_md
@@ -361,11 +353,51 @@ def test_mdc_with_fitted_heads_is_a_method_row_not_a_picie_ablation(tmp_path):
     assert "| probe.acc | +2.00 [+2.00, +2.00] | 3 | yes |" in fidelity[at + 2]
 
 
-def test_the_allocator_does_not_identify_a_configuration():
-    """train.allocator changes no number a run computes: runs recorded before it was a param, and runs under
-    either value, count as today's configuration."""
+def test_no_runtime_setting_identifies_a_configuration_and_old_records_read_under_todays_names(tmp_path):
+    """The runtime section decides where and how fast a run computes, not what: a run under any of its values
+    is today's configuration, and so is a record of an earlier version that named them train.threads,
+    train.device, train.allocator, data.workers (and loss.scores, report.neighbours: loss.logits,
+    report.retrieved today)."""
     text = (ROOT / "params.yaml").read_text()
     today = effective_params(text, [])
-    assert "train.allocator" not in today and "seed" not in today and "data.seed" not in today
-    assert digest(effective_params(text, ["train.allocator=system"])) == digest(today)
-    assert digest(effective_params(text, ["train.threads=1"])) != digest(today)  # a param that does identify
+    assert not [k for k in today if k.startswith("runtime.")] and "seed" not in today and "data.seed" not in today
+    for kv in ("runtime.allocator=system", "runtime.threads=1", "runtime.device=cpu", "runtime.inference_batch=4",
+               "runtime.workers=3", "runtime.timeout=5"):
+        assert digest(effective_params(text, [kv])) == digest(today), kv
+    assert digest(effective_params(text, ["train.lr=0.01"])) != digest(today)  # a param that does identify
+    old = {("loss.scores" if k == "loss.logits" else "report.neighbours" if k == "report.retrieved" else k): v
+           for k, v in today.items()}
+    old.update({"train.threads": 1, "train.device": "auto", "train.allocator": "reuse", "data.workers": 0})
+    append_run(tmp_path / "r.jsonl", {"params": old, "digest": digest(old), "settings": []})
+    dot = {**old, "loss.scores": "dot"}
+    append_run(tmp_path / "r.jsonl", {"params": dot, "digest": digest(dot), "settings": ["loss.scores=dot"]})
+    same, other = read_runs(tmp_path / "r.jsonl", today)
+    assert same["params"] == today and same["digest"] == digest(today)
+    assert other["digest"] == digest(effective_params(text, ["loss.logits=dot"]))
+    assert other["settings"] == ["loss.logits=dot"]
+
+
+def test_the_study_figure_draws_the_claims_of_the_table(tmp_path):
+    """reports/study/fidelity.png: one row per claim and read-out with a paired seed, its mean, interval and
+    the paper's number as fidelity.md states them; written, and linked from the table, by write_tables."""
+    runs = [{**_run(c, s, acc + s * bump, probe=50.0 + s * bump), "method": m} for s in range(3)
+            for c, m, acc, bump in ((DEFAULT, "picie", 40.0, 1.0), (NOTRAIN, "notrain", 30.0, 0.0),
+                                    (MDC, "mdc", 35.0, 0.5))]
+    drawn = write_tables(runs, {c: c for c in CONFIGS}, {"data.name": "textures", "data.root": ""}, "runs.jsonl",
+                         str(tmp_path))
+    figure = tmp_path / "study/fidelity.png"
+    assert list(drawn) == [figure] and figure.stat().st_size > 10_000
+    table = (tmp_path / "fidelity.md").read_text()
+    assert "![each claim's paired difference and interval against 0 and the paper's](study/fidelity.png)" in table
+    lines = [line for line in table.split("## Controlled experiments")[0].splitlines() if line.startswith("| ")]
+    shown = {(label, score): r for label, by_score in drawn[figure] for score, r in by_score.items()}
+    # the table's rows with a paired seed: PiCIE vs no training and vs MDC, clustering and probe read-outs
+    with_seeds = [line for line in lines[1:] if line.split(" | ")[5].strip() not in ("0", "")]
+    assert len(with_seeds) == len(shown) == 4 * 2  # Table 1's and Table 7's claims against No Train and MDC
+    for (label, score), r in shown.items():
+        claim = label.split("] ", 1)[1].replace(" (linear probe)", "")
+        metric = ("probe." if label.endswith("(linear probe)") else "eval.") + score
+        line = next(line for line in with_seeds if f"| {claim} (`" in line and f"| {metric} |" in line)
+        interval = f"{r['mean']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}]"
+        assert f"| {interval} | {r['n']} |" in line, (line, interval)
+        assert (r["paper"] is None) == ("| n/a |" in line.split(metric)[1][:8]), line

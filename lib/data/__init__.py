@@ -32,7 +32,6 @@ import numpy as np
 
 from lib.data import cityscapes, cocopersons, cocostuff, folder, potsdam, textures
 from lib.data.base import IGNORE, DataError
-from lib.data.stream import n_workers
 from lib.errors import ParamsError
 
 __all__ = ["IGNORE", "DataError", "DATASETS", "MODULES", "dataset", "protocol", "reads", "Prepared", "prepare", "pixel_stats"]
@@ -87,10 +86,11 @@ class Prepared:
         return np.load(path, mmap_mode="r") if self.labelled and path.is_file() else None
 
 
-def prepare(p, out):
-    """Build the prepared folder `out` (a fresh, empty folder) for params `p`; returns meta."""
+def prepare(p, out, workers=1):
+    """Build the prepared folder `out` (a fresh, empty folder) for params `p` in `workers` processes (the
+    folder is the same for any count); returns meta."""
     out = Path(out)
-    meta = dataset(p.data.name).prepare(p, out, n_workers(p.data.workers))
+    meta = dataset(p.data.name).prepare(p, out, workers)
     meta = {"res": p.data.res, "train_res": p.data.train_res, "channels": 3, **meta}
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta

@@ -1,21 +1,10 @@
 """Streaming preparation: decode in worker processes, write in order into
 memory-mapped .npy arrays, so that a dataset of any size is prepared in
 bounded memory, on every core, with a progress bar."""
-import os
 from multiprocessing import get_context
 
 import numpy as np
 from tqdm import tqdm
-
-
-def n_workers(requested):
-    """data.workers: 0 means every core this process may use."""
-    if requested:
-        return requested
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def parallel_map(fn, items, workers, desc):

@@ -233,8 +233,9 @@ def neighbours(model, images, p, device):
     crops = FiveCrops(images, p.stego.crop_ratio)
     model.eval()
     glob = []
-    for i in range(0, len(crops), p.train.batch_size):
-        x = resize(to_tensor(crops[np.arange(i, min(i + p.train.batch_size, len(crops)))], device), p.data.res)
+    bs = p.runtime.inference_batch
+    for i in range(0, len(crops), bs):
+        x = resize(to_tensor(crops[np.arange(i, min(i + bs, len(crops)))], device), p.data.res)
         glob.append(F.normalize(model.net.trunk(x)[-1].float().mean(dim=(2, 3)), dim=1).cpu())
     glob = torch.cat(glob)
     k = min(p.stego.knn, len(glob) - 1)

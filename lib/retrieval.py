@@ -1,5 +1,5 @@
-"""Nearest-neighbour analysis (PiCIE Figure 4): for chosen validation pixels, the training
-pixels whose features are nearest, drawn as patches of their images.
+"""Retrieval (PiCIE Figure 4): for chosen validation pixels (the queries), the training pixels whose
+features are nearest (the retrieved), drawn as patches of their images.
 
 The training side is the dump's seeded sample (features/features.h5,
 train/features with its (image, y, x) index), so the search costs one
@@ -16,10 +16,10 @@ import torch  # noqa: E402
 from lib.io import save_figure  # noqa: E402
 
 
-def nearest(features_path, n_queries, k, seed):
+def retrieve(features_path, n_queries, k, seed):
     """Seeded query pixels of validation images and their k nearest sampled training pixels.
 
-    Returns queries (Q, 3) = (val image, y, x), neighbours (Q, k, 3) = (train image, y, x)
+    Returns queries (Q, 3) = (val image, y, x), the retrieved (Q, k, 3) = (train image, y, x)
     and their cosine similarities (Q, k); positions are at feature resolution.
     """
     rng = np.random.default_rng(seed)
@@ -43,14 +43,14 @@ def _patch_box(ax, y, x, stride, scale, colour="red"):
     ax.add_patch(plt.Rectangle((cx - side / 2, cy - side / 2), side, side, fill=False, color=colour, lw=1.5))
 
 
-def plot_neighbours(val_images, train_images, queries, neighbours, sims, stride, path, labels=None, classes=None,
-                    preds=None, mapping=None):
+def plot_retrieval(val_images, train_images, queries, retrieved, sims, stride, path, labels=None, classes=None,
+                   preds=None, mapping=None):
     """One row per query: the validation image, then its nearest training images, boxes on the pixels.
 
     With labels, the query's title gives its class and the class its cluster was matched to,
     green when they agree, red when not (the paper's Figure 4 shows both cases).
     """
-    q, k = neighbours.shape[:2]
+    q, k = retrieved.shape[:2]
     scale = train_images.shape[1] / val_images.shape[1]  # training images may be stored larger
     fig, axes = plt.subplots(q, k + 1, figsize=(1.9 * (k + 1), 2.0 * q), squeeze=False)
     for r, (i, y, x) in enumerate(queries):
@@ -68,7 +68,7 @@ def plot_neighbours(val_images, train_images, queries, neighbours, sims, stride,
                 title += f"\npred {classes[m] if m >= 0 else 'unmatched'}"
                 colour = "green" if m == c else "red"
         ax.set_title(title, fontsize=8, color=colour)
-        for j, (ti, ty, tx) in enumerate(neighbours[r]):
+        for j, (ti, ty, tx) in enumerate(retrieved[r]):
             ax = axes[r, j + 1]
             ax.imshow(train_images[ti][..., :3])
             _patch_box(ax, ty, tx, stride, scale)
