@@ -1,4 +1,4 @@
-"""Page faults of a training step under each `train.allocator`, counted, not asserted (not a test).
+"""Page faults of a training step under each `runtime.allocator`, counted, not asserted (not a test).
 
     python bench/allocator.py                 # 16 steps, 8 x 3 x 256 x 256 inputs, each allocator 5 times
 

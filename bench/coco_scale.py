@@ -2,7 +2,7 @@
 
     python bench/coco_scale.py                       # sizes 64 and 256 images: minutes on 2 CPU cores
     python bench/coco_scale.py --sizes 256 --sizes 768 --cluster-images 128 --live-memory   # memory bounded?
-    python bench/coco_scale.py --sizes 128 --sizes 384 --cluster-images 64 --compare-allocator  # train.allocator
+    python bench/coco_scale.py --sizes 128 --sizes 384 --cluster-images 64 --compare-allocator  # runtime.allocator
     python bench/coco_scale.py --sizes 2000 --sizes 8000 --batch 128    # on a GPU
 
 Builds a synthetic prepared dataset with COCO-Stuff-27's protocol geometry
@@ -33,7 +33,7 @@ GPU memory, at both sizes, and projects one COCO-27 epoch (49,629 training image
 Peak memory must not grow with the number of images beyond the bounded
 k-means sample: compare the two sizes, and the epoch's peak in each tenth of
 its time (a peak reached early and held, or one still climbing). Each size
-runs under params.yaml's `train.allocator` (`reuse` by default: freed blocks
+runs under params.yaml's `runtime.allocator` (`reuse` by default: freed blocks
 kept for the next step, so the resident peak is the heap's high-water mark,
 fragments included); `--compare-allocator` runs it again under the other
 one, in its own process, and prints both. Under `system` (glibc's default)
@@ -137,11 +137,11 @@ def build_dataset(root, n, side, seed=0):
 
 
 def measure(root, params_path, allocator):
-    """One size, in this process, under `allocator` (train.allocator): the phases' seconds, and each
+    """One size, in this process, under `allocator` (runtime.allocator): the phases' seconds, and each
     phase's peak memory."""
     p = load_params(params_path)
-    set_allocator(allocator)  # as the stages do with train.allocator
-    device = pick_device(p.train.device)
+    set_allocator(allocator)  # as the stages do with runtime.allocator
+    device = pick_device(p.runtime.device)
     g = seed_everything(p.seed)
     images = np.load(root / "train_images.npy", mmap_mode="r")
     val = np.load(root / "val_images.npy", mmap_mode="r")
@@ -212,7 +212,7 @@ def main(sizes: list[int] = typer.Option([64, 256], "--sizes", help="training im
          epochs: int = typer.Option(10, help="train.epochs of the projected run"),
          live_memory: bool = typer.Option(False, help="also run each size with MALLOC_MMAP_THRESHOLD_ at 1 MiB "
                                           "and report its peaks: the live memory (its times are not used)"),
-         compare_allocator: bool = typer.Option(False, help="also run each size under the other train.allocator "
+         compare_allocator: bool = typer.Option(False, help="also run each size under the other runtime.allocator "
                                                 "and print its times and peak beside"),
          child: str = typer.Option("", hidden=True)):
     if child:  # one size, in its own process, so that each peak is its own
@@ -226,15 +226,15 @@ def main(sizes: list[int] = typer.Option([64, 256], "--sizes", help="training im
         p = load_params(params_path)
         print(f"{method}, {p.model.backbone}, views {p.data.res} px of {p.data.train_res} px images, K {p.cluster.k}, "
               f"batch {p.train.batch_size}, cluster.images {p.cluster.images}, cluster.max_points "
-              f"{p.cluster.max_points}, device {pick_device(p.train.device)}, torch threads {torch.get_num_threads()}",
+              f"{p.cluster.max_points}, device {pick_device(p.runtime.device)}, torch threads {torch.get_num_threads()}",
               flush=True)
         rows = []
         for n in sizes:
             root = Path(folder) / f"data{n}"
             build_dataset(root, n, p.data.train_res)
-            rows.append(run_child(n, root, params_path, p.train.allocator))
+            rows.append(run_child(n, root, params_path, p.runtime.allocator))
             if compare_allocator:
-                other = run_child(n, root, params_path, OTHER[p.train.allocator])
+                other = run_child(n, root, params_path, OTHER[p.runtime.allocator])
                 rows[-1].update({f"other_{k}": other[k] for k in COMPARED})
             if live_memory:  # glibc's own mmap, which "reuse" switches off, returns each large freed block
                 live = run_child(n, root, params_path, "system", LIVE_ENV)
@@ -285,8 +285,8 @@ def report(rows, p, protocol_images):
                   ("  epoch / dump / evaluation / retrain step",
                    lambda r: by_phase(r, "live_peak"))]
     if "other_train" in rows[0]:
-        other = OTHER[p.train.allocator]
-        lines += [(f"train.allocator {p.train.allocator} / {other}: whole epoch, s / 1000 images",
+        other = OTHER[p.runtime.allocator]
+        lines += [(f"runtime.allocator {p.runtime.allocator} / {other}: whole epoch, s / 1000 images",
                    lambda r: f"{per(r, 'epoch_time_s', r['n']):.1f} / {per(r, 'other_epoch_time_s', r['n']):.1f}"),
                   ("  training pass", lambda r: f"{per(r, 'train', r['n']):.1f} / {per(r, 'other_train', r['n']):.1f}"),
                   ("  labelling", lambda r: f"{per(r, 'label', r['n']):.1f} / {per(r, 'other_label', r['n']):.1f}"),

@@ -31,8 +31,8 @@ from lib.methods import build, train_one_epoch  # noqa: E402
 
 def main(params: str = "params.yaml", data: str = "data/prepared", epochs: int = 2):
     p = load_params(params)
-    set_allocator(p.train.allocator)  # as the train stage does
-    device = pick_device(p.train.device)
+    set_allocator(p.runtime.allocator)  # as the train stage does
+    device = pick_device(p.runtime.device)
     if not (Path(data) / "meta.json").is_file():
         data = tempfile.mkdtemp()
         print(f"no {data}: preparing {p.data.name} into {data}")

@@ -12,11 +12,11 @@ loss, backward, step), the rest (reading, augmentations). Variants:
 
 - `NCHW float32`: the networks as they were before they were made channels-last;
 - `NHWC float32`: channels-last (lib/models.channels_last): the same arithmetic;
-- `NHWC float32, reuse`: and freed memory kept for the next step (`train.allocator:
+- `NHWC float32, reuse`: and freed memory kept for the next step (`runtime.allocator:
   reuse`, lib/cli.set_allocator): the same arithmetic; today's default;
 - `NHWC bfloat16, reuse`: and `train.amp_cpu: true` (other numbers: an opt-in).
 
-The first two run under glibc's default allocator (`train.allocator: system`), so
+The first two run under glibc's default allocator (`runtime.allocator: system`), so
 they run first: "reuse", once set, holds for the rest of the process.
 
 The ratios are of times measured in this one run, on this machine.
@@ -79,7 +79,7 @@ def main(settings: List[str] = typer.Option([], "--set", help="key=value on top 
          epochs: int = typer.Option(2, help="epochs per variant; the last is timed")):
     tmp = Path(tempfile.mkdtemp())
     p = params_with(settings, tmp / "params.yaml")
-    device = pick_device(p.train.device)
+    device = pick_device(p.runtime.device)
     (tmp / "prepared").mkdir()
     prepare(p, tmp / "prepared")
     prepared = Prepared(tmp / "prepared")

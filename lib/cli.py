@@ -117,9 +117,10 @@ def set_allocator(kind):
     every training step page-faults its large activations and gradients in
     again, each page zero-filled by the kernel (one 320 px view's features
     are 100 MiB). "reuse" serves every block from the heap and keeps what is
-    freed for the next step: the same arithmetic; at COCO's geometry a 1.4x
-    faster training pass on a CPU (bench/coco_scale.py --compare-allocator),
-    at small views about none (their blocks are under the threshold); the
+    freed for the next step: the same arithmetic; a faster training pass on a
+    CPU at COCO's geometry (bench/coco_scale.py --compare-allocator measures
+    it, docs/speed.md), at small views about the same (their blocks are under
+    the threshold); the
     process holds on to its peak instead of returning it between steps.
     Without glibc, nothing changes.
     Once "reuse" is set, "system" does not restore the defaults (mallopt

@@ -83,7 +83,7 @@ def kmeans(x, k, niter=20, seed=0, backend="faiss", restarts=1):
     """Centroids (k, d) of the rows of x (n, d) by the named backend; returns a tensor on x's device.
 
     restarts > 1: that many runs (seeds seed, seed + 1, ...), the one of lowest inertia kept. A
-    single run's result depends on its seeding by 1-2 points of acc (bench/eval_noise.py); for the
+    single run's result depends on its seeding (bench/eval_noise.py measures by how much); for the
     scored clustering that is noise in every comparison of two runs."""
     if restarts > 1:
         runs = [kmeans(x, k, niter, seed + r, backend) for r in range(restarts)]

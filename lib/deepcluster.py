@@ -14,8 +14,8 @@ Per epoch:
    against them under the classifiers (`model.classifier`).
 
 Departure from the authors' code, for speed: the authors label every pixel
-in a second full pass and write the labels to disk (~27 of ~80 minutes of a
-COCO epoch). Here a frozen snapshot of the epoch-start network labels each
+in a second full pass and write the labels to disk (docs/method.md says
+what it costs them). Here a frozen snapshot of the epoch-start network labels each
 training batch's own views as it comes (one no-grad forward, the same
 labels, no disk). `cluster.labels: online` labels from the training forward
 pass itself instead (no extra forward, but a moving target).

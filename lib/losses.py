@@ -44,8 +44,8 @@ def balance_weights(counts, kind=True):
     clustered pixels is 1.
 
     kind "proportional" (the default): w_k proportional to n_k, as the authors' code weighs them; their
-    Table 6 "no balance" row is measured against it, and the tuning study chose it (docs/study.md, tuning
-    round 3). kind true: w_k proportional to 1 / (n_k + 1) (the +1 keeps an empty cluster finite): rare
+    Table 6 "no balance" row is measured against it, and the tuning study chose it (reports/tuning.md).
+    kind true: w_k proportional to 1 / (n_k + 1) (the +1 keeps an empty cluster finite): rare
     clusters weigh more, countering cluster-size imbalance as the paper says it means to (PiCIE issue 28
     reads the authors' weights as the opposite of that intent).
     """

@@ -48,7 +48,7 @@ class AssignmentNet(nn.Module):
 
     def forward(self, x, normalize=True):
         # the heads read the FPN output before L2 normalisation: on unit vectors a fresh head's logits are
-        # ~0.1, its assignments near uniform, where the MI and its gradient vanish (IIC never left it)
+        # tiny, its assignments near uniform, where the MI and its gradient vanish
         return self.heads(self.net(x, normalize=False))[0]
 
     def embed(self, x, normalize=True):

@@ -23,7 +23,7 @@ def feature_network(p, in_chans=3, weights=None):
 def channels_last(model):
     """The network with its 4-d (convolution) weights stored channels-last (NHWC), as every network that
     trains or is scored here is: the same arithmetic, its results equal NCHW's to rounding, but oneDNN's
-    CPU convolutions run faster on it (the default EfficientNet's depthwise ones ~1.5x: bench/speed.py),
+    CPU convolutions run faster on it (the default EfficientNet's depthwise ones most: bench/speed.py),
     as do CUDA's tensor cores. Inputs may stay NCHW: a convolution whose weight is channels-last computes
     in that layout, and its output, and so every later layer's, comes out in it."""
     return model.to(memory_format=torch.channels_last)
