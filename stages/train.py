@@ -36,11 +36,11 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
                                                   "read by a method that pairs images with them (STEGO)"),
          params: str = "params.yaml", dvc_yaml: str = "dvc.yaml"):
     paths = dict(data=data, out=out, metrics=metrics, live_dir=live_dir, epoch_times=epoch_times,
-                 checkpoint=checkpoint, neighbours=neighbours, params=params, dvc_yaml=dvc_yaml)
+                 checkpoint=checkpoint, neighbours=neighbours, dvc_yaml=dvc_yaml)
     nproc = setup(params, compute=False).p.train.nproc
     if nproc > 1 and not distributed.launched():
         # this stage's own command again, in train.nproc processes under torch's elastic launcher
-        args = [a for k, v in paths.items() for a in (f"--{k.replace('_', '-')}", v)]
+        args = [a for k, v in {**paths, "params": params}.items() for a in (f"--{k.replace('_', '-')}", v)]
         return distributed.launch(nproc, "stages.train", args)
     s = setup(params, data, seeded=True)
     s.device = distributed.local_device(s.device)
@@ -53,7 +53,7 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
         distributed.close()
 
 
-def train(s, data, out, metrics, live_dir, epoch_times, checkpoint, neighbours, params, dvc_yaml):
+def train(s, data, out, metrics, live_dir, epoch_times, checkpoint, neighbours, dvc_yaml):
     p, device, g, prepared = s.p, s.device, s.generator, s.prepared
     main_process = distributed.is_main()  # one process speaks and writes; every process trains
     say = print if main_process else (lambda *a, **k: None)
