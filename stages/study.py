@@ -40,16 +40,20 @@ def run_one(config, seed, data_seed, settings):
     return run([f"seed={seed}", f"data.seed={data_seed}", *settings], TARGETS)
 
 
-def known_settings(option, text, base, also=""):
+def known_settings(option, text, keys, also=""):
     """`key=value key=value` (-S style) of params.yaml keys, as a list; an unknown key is refused."""
     settings = text.split()
-    bad = [kv for kv in settings if "=" not in kv or kv.split("=", 1)[0] not in base]
+    runtime = [kv for kv in settings if kv.startswith("runtime.")]
+    if runtime:
+        raise typer.BadParameter(f"{option}: {runtime[0]!r} is a runtime setting, which names no configuration "
+                                 "(a run computes the same under any): set it in params.yaml's runtime section")
+    bad = [kv for kv in settings if "=" not in kv or kv.split("=", 1)[0] not in keys]
     if bad:
         raise typer.BadParameter(f"{option}: {bad[0]!r} is not a `key=value` setting of a params.yaml key{also}")
     return settings
 
 
-def chosen_configs(only, base):
+def chosen_configs(only, keys):
     """--only's configurations: names of lib/study/design.CONFIGS, or any `key=value ...` settings of known
     keys."""
     if not only:
@@ -58,7 +62,7 @@ def chosen_configs(only, base):
     for name in only.split(","):
         name = name.strip()
         out[name] = CONFIGS[name] if name in CONFIGS else known_settings(
-            "--only", name, base, f" nor a configuration of the study ({', '.join(CONFIGS)})")
+            "--only", name, keys, f" nor a configuration of the study ({', '.join(CONFIGS)})")
     return out
 
 

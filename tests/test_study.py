@@ -401,3 +401,20 @@ def test_the_study_figure_draws_the_claims_of_the_table(tmp_path):
         interval = f"{r['mean']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}]"
         assert f"| {interval} | {r['n']} |" in line, (line, interval)
         assert (r["paper"] is None) == ("| n/a |" in line.split(metric)[1][:8]), line
+
+
+def test_a_runtime_setting_is_refused_as_a_configuration_with_where_it_goes(tmp_path, monkeypatch):
+    """The runtime section names no configuration (a run computes the same under any of its values): `--only`
+    and `--data` refuse it with where it goes instead; the seeds the study varies are no setting either."""
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(study_stage, "run_one", lambda *a: pytest.fail("nothing may run"))
+    args = dict(seeds=[0], data_seed=0, only=DEFAULT, results="runs.jsonl", collect=False, out_dir="out",
+                params="params.yaml", data="")
+    for option, value in (("only", "runtime.threads=1"), ("data", "data.name=folder runtime.workers=1")):
+        with pytest.raises(typer.BadParameter, match=f"--{option}: 'runtime.[a-z]+=1' is a runtime setting, .* "
+                                                     "set it in params.yaml's runtime section"):
+            study_stage.main(**{**args, option: value})
+    with pytest.raises(typer.BadParameter, match="--only: 'seed=3' is not a `key=value` setting"):
+        study_stage.main(**{**args, "only": "seed=3"})
