@@ -1,5 +1,7 @@
-"""STEGO: its correspondence loss on hand-built feature maps, its five crops and neighbours, and a frozen
-trunk that no gradient reaches."""
+"""STEGO: its correspondence loss on hand-built feature maps (with and without its upper clamp), its five crops
+and neighbours, and a frozen trunk that no gradient reaches."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -74,6 +76,27 @@ def test_negative_pairs_push_codes_apart():
     cos = torch.einsum("ci,cj->ij", F.normalize(s1[0, :, 0], dim=0), F.normalize(s2.detach()[0, :, 0], dim=0))
     assert (cos0 > 0.3).all() and (cos0 < 0.8).all()
     assert cos.max() < 0.05  # pushed apart until no longer alike (the clamp at 0 stops it there)
+
+
+def test_the_upper_clamp_leaves_alike_codes_alone_and_without_it_they_are_still_pulled_together():
+    """A positive pair (features that correspond above the shift) whose codes are already alike, cosine 0.9:
+    with stego.stabilize the 0.8 clamp holds S there, so the loss has no gradient and leaves them; without
+    it (STEGO's configuration) the gradient pulls them closer still."""
+    f = torch.ones(1, 2, 1, 2)  # every position's features alike: F = 1 for every pair, above the shift
+    s1 = torch.tensor([[1.0, 0.0]]).T.reshape(1, 2, 1, 1).expand(1, 2, 1, 2).contiguous()
+    angle = math.acos(0.9)
+    s2 = torch.tensor([[math.cos(angle), math.sin(angle)]]).T.reshape(1, 2, 1, 1).expand(1, 2, 1, 2).contiguous()
+    grads = {}
+    for stabilize in (True, False):
+        s = s2.clone().requires_grad_(True)
+        correspondence_loss(f, f, s1, s, shift=0.1, stabilize=stabilize).backward()
+        grads[stabilize] = s.grad
+    assert F.cosine_similarity(s1, s2, dim=1).min() == pytest.approx(0.9, abs=1e-6)
+    assert torch.count_nonzero(grads[True]) == 0  # above the clamp: no gradient
+    assert grads[False].abs().max() > 1e-3
+    # a step against the gradient turns s2 towards s1: the pair is pulled together further
+    stepped = s2 - 0.1 * grads[False]
+    assert (F.cosine_similarity(s1, stepped, dim=1) > 0.9 + 1e-4).all()
 
 
 def test_five_crops_are_the_corners_and_the_centre():

@@ -68,12 +68,13 @@ METHODS = {
                               "assignment": ("soft", "hard"), "objective": ("mi", "iic")},
                       positive=("dim", "width", "tau"), stride=4),
     "notrain": Method("No Train", "prototype", trains=False),
-    # STEGO's ViT-S COCO-Stuff configuration: lr 5e-4, batch 16
+    # STEGO's configuration: lr 5e-4, batch 16 (per GPU there: the whole batch here)
     "stego": Method("STEGO", "argmax", train=dict(lr=5e-4, batch_size=16), frozen=True, neighbours=True,
                     outputs="cosines",
                     params={"dim": int, "knn": int, "pairs": ("knn", "random"), "crop_ratio": float, "samples": int,
                             "negatives": int, "self_weight": float, "self_shift": float, "knn_weight": float,
-                            "knn_shift": float, "rand_weight": float, "rand_shift": float, "probe_lr": float},
+                            "knn_shift": float, "rand_weight": float, "rand_shift": float, "probe_lr": float,
+                            "stabilize": bool},
                     positive=("dim", "knn", "crop_ratio", "samples", "negatives", "probe_lr"),
                     fractions=("crop_ratio",)),
 }

@@ -12,14 +12,15 @@ The loss, for two images a, b at stego.samples x stego.samples random positions 
     F(i, j) = cos(f_a(i), f_b(j)), spatially centred: minus its mean over b's positions j (then the
               mean of F over all pairs added back, as STEGO's `pointwise` option)
     S(i, j) = cos(s_a(i), s_b(j))
-    L(a, b; shift) = -mean over i, j of (F(i, j) - shift) * clamp(S(i, j), 0, 0.8)
+    L(a, b; shift) = -mean over i, j of (F(i, j) - shift) * clamp(S(i, j), 0[, 0.8])
 
 so codes of positions whose features correspond more than `shift` are pulled together and the others
-pushed apart. Each training image is paired with itself (stego.self_weight, stego.self_shift), with one
-of its stego.knn nearest neighbours by global feature (stego.knn_weight, stego.knn_shift; the `knn`
-stage computes them once), and with stego.negatives random other images of the batch (stego.rand_weight,
-stego.rand_shift). `stego.pairs: random` draws the second image at random instead of among the
-neighbours: the ablation of the neighbours.
+pushed apart; the upper clamp at 0.8 is STEGO's `stabalize` option (stego.stabilize), which leaves a pair
+whose codes are already that alike alone (its gradient is 0 there). Each training image is paired with
+itself (stego.self_weight, stego.self_shift), with one of its stego.knn nearest neighbours by global
+feature (stego.knn_weight, stego.knn_shift; the `knn` stage computes them once), and with stego.negatives
+random other images of the batch (stego.rand_weight, stego.rand_shift). `stego.pairs: random` draws the
+second image at random instead of among the neighbours: the ablation of the neighbours.
 
 Training images are STEGO's five crops of each image (its four corners and its centre, each a
 stego.crop_ratio of the side), seen at data.res. Alongside, on the detached code: the cluster probe, K
@@ -44,7 +45,7 @@ from lib.models import SegmentationNet, describe as describe_network, feature_ne
 from lib.models.vit import ViT
 from lib.transforms import resize
 
-CLAMP = 0.8  # STEGO's `stabilize`: code correlations above it are not rewarded further
+CLAMP = 0.8  # STEGO's `stabalize` (stego.stabilize): code correlations above it are not rewarded further
 
 
 class StegoNet(nn.Module):
@@ -106,15 +107,15 @@ def from_arch(arch):
     return StegoNet(network_from_arch(arch["net"]), arch["dim"], arch["k"])
 
 
-def correspondence_loss(f1, f2, s1, s2, shift):
+def correspondence_loss(f1, f2, s1, s2, shift, stabilize=True):
     """STEGO's loss between the sampled positions of two images: f (B, D, n, m) features, s (B, C, n, m)
-    codes; -mean((F - shift) * clamp(S, 0, 0.8)) with F the features' cosines centred over the second
-    image's positions."""
+    codes; -mean((F - shift) * clamp(S, 0[, 0.8])) with F the features' cosines centred over the second
+    image's positions; the upper clamp where `stabilize`."""
     with torch.no_grad():
         fd = torch.einsum("bdij,bdkl->bijkl", F.normalize(f1, dim=1), F.normalize(f2, dim=1))
         fd = fd - fd.mean(dim=(3, 4), keepdim=True) + fd.mean()
     sd = torch.einsum("bcij,bckl->bijkl", F.normalize(s1, dim=1), F.normalize(s2, dim=1))
-    return -((fd - shift) * sd.clamp(0, CLAMP)).mean()
+    return -((fd - shift) * sd.clamp(0, CLAMP if stabilize else None)).mean()
 
 
 def sample(t, coords):
@@ -135,11 +136,13 @@ def stego_loss(f, s, f_pair, s_pair, p, g):
     c1, c2 = (torch.rand(shape, generator=g).to(f.device) * 2 - 1 for _ in range(2))
     f1, s1 = sample(f, c1), sample(s, c1)
     f2, s2 = sample(f_pair, c2), sample(s_pair, c2)
-    own = correspondence_loss(f1, f1, s1, s1, p.stego.self_shift)
-    pair = correspondence_loss(f1, f2, s1, s2, p.stego.knn_shift)
+    up = p.stego.stabilize
+    own = correspondence_loss(f1, f1, s1, s1, p.stego.self_shift, up)
+    pair = correspondence_loss(f1, f2, s1, s2, p.stego.knn_shift, up)
     # negatives: each crop against another crop of the batch, as STEGO draws them (at the pair's positions)
-    rand = torch.stack([correspondence_loss(f1, sample(f[perm], c2), s1, sample(s[perm], c2), p.stego.rand_shift)
-                        for perm in (derangement(len(f), g) for _ in range(p.stego.negatives))]).mean()
+    perms = [derangement(len(f), g) for _ in range(p.stego.negatives)]
+    rand = torch.stack([correspondence_loss(f1, sample(f[perm], c2), s1, sample(s[perm], c2), p.stego.rand_shift, up)
+                        for perm in perms]).mean()
     total = p.stego.self_weight * own + p.stego.knn_weight * pair + p.stego.rand_weight * rand
     return total, {"self": own.detach(), "knn": pair.detach(), "rand": rand.detach()}
 
@@ -254,4 +257,5 @@ def describe(params):
             f"- STEGO: the backbone frozen, a code of dim `{s['dim']}` trained on five-crops of side "
             f"{s['crop_ratio']}; each crop paired with itself (weight {s['self_weight']}, shift "
             f"{s['self_shift']}), with {pairs} ({s['knn_weight']}, {s['knn_shift']}) and with {s['negatives']} "
-            f"random others ({s['rand_weight']}, {s['rand_shift']}); scored by its cluster probe (K `{k}`)"]
+            f"random others ({s['rand_weight']}, {s['rand_shift']}); the codes' correlations clamped to "
+            f"{'[0, 0.8]' if s.get('stabilize', True) else '0 and above'}; scored by its cluster probe (K `{k}`)"]

@@ -111,7 +111,9 @@ def workspace_copy(repo=".", root=None):
                 (work / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, work / name)
         dvc("cache", "dir", "--local", str(Path(repo, cache).resolve()), cwd=work)
-        for key, value in (("core.no_scm", "true"), ("core.autostage", "false"), ("cache.type", "reflink,hardlink,copy")):
+        # no git in the copy (provenance comes from the workspace), and outputs linked from the cache, not copied
+        local = (("core.no_scm", "true"), ("core.autostage", "false"), ("cache.type", "reflink,hardlink,copy"))
+        for key, value in local:
             dvc("config", "--local", key, value, cwd=work)
         yield work
     finally:
