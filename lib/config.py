@@ -80,6 +80,8 @@ SCHEMA = {
     "curves.images": int,
     "curves.max_points": int,
     "dump.train_points": int,
+    "frozen.cache": bool,
+    "frozen.dtype": ("float16", "float32"),
     "eval.flip": bool,
     "eval.crf": bool,
     "eval.crf_iterations": int,

@@ -21,8 +21,9 @@ from lib.checkpoint import resume, resume_key, save_checkpoint, save_model
 from lib.cli import setup, user_errors
 from lib.config import as_dict, recorded_params
 from lib.data import DataError
+from lib.frozen import Cache
 from lib.io import remove_stale, write_json
-from lib.methods import build, epochs, frozen, param_groups, spec, train_one_epoch
+from lib.methods import build, cached, epochs, frozen, param_groups, spec, train_one_epoch
 
 
 @user_errors
@@ -34,9 +35,12 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
          checkpoint: str = typer.Option(..., help="resumable state, kept until training ends"),
          neighbours: str = typer.Option(..., help="the knn stage's nearest neighbours of each training crop, "
                                                   "read by a method that pairs images with them (STEGO)"),
+         frozen_features: str = typer.Option(..., help="the frozen stage's cache of the frozen backbone's "
+                                                       "features, read by a method that keeps it frozen"),
          params: str = "params.yaml", dvc_yaml: str = "dvc.yaml"):
     paths = dict(data=data, out=out, metrics=metrics, live_dir=live_dir, epoch_times=epoch_times,
-                 checkpoint=checkpoint, neighbours=neighbours, dvc_yaml=dvc_yaml)
+                 checkpoint=checkpoint, neighbours=neighbours, frozen_features=frozen_features,
+                 dvc_yaml=dvc_yaml)
     nproc = setup(params, compute=False).p.train.nproc
     if nproc > 1 and not distributed.launched():
         # this stage's own command again, in train.nproc processes under torch's elastic launcher
@@ -53,7 +57,7 @@ def main(data: str = typer.Option(..., help="prepared dataset folder"),
         distributed.close()
 
 
-def train(s, data, out, metrics, live_dir, epoch_times, checkpoint, neighbours, dvc_yaml):
+def train(s, data, out, metrics, live_dir, epoch_times, checkpoint, neighbours, frozen_features, dvc_yaml):
     p, device, g, prepared = s.p, s.device, s.generator, s.prepared
     main_process = distributed.is_main()  # one process speaks and writes; every process trains
     say = print if main_process else (lambda *a, **k: None)
@@ -71,6 +75,8 @@ def train(s, data, out, metrics, live_dir, epoch_times, checkpoint, neighbours, 
     context = {}  # what the method's row says it reads beyond the images
     if spec(p.method).neighbours:
         context = {"labels": prepared.labels("train"), "neighbours": np.load(neighbours)}
+    if cached(p):  # the frozen stage's cache of the trunk's features, read instead of running the trunk
+        context["frozen"] = Cache(frozen_features, "train")
 
     # ============ the network and its optimiser ============
     model = distributed.sync_batch_norm(build(p, prepared.channels), device).to(device)

@@ -278,6 +278,16 @@ def test_every_method_runs_end_to_end_on_a_vision_transformer(tmp_path):
         assert knn.shape == ((5 * 24, 7) if methods.spec(method).neighbours else (0, 0)), method
     log = _run(dvc + ["exp", "run", "-S", "method=stego", "-S", "seed=1", "train"], repo, env)
     assert "Running stage 'knn'" not in log and "Running stage 'train'" in log  # the neighbours are the seed's too
+    # the frozen trunk's features computed once (frozen.cache): STEGO caches them, its neighbours come from them,
+    # and a second seed re-uses both
+    cache = ["-S", "method=stego", "-S", "frozen.cache=true"]
+    log = _run(dvc + ["exp", "run", *cache, "-S", "seed=0", "evaluate"], repo, env)  # (the workspace had seed 1)
+    assert "Running stage 'frozen'" in log and "Running stage 'knn'" in log and "GiB -> features/frozen.h5" in log
+    _assert_scores_are_the_predictions(repo, 8)
+    with h5py.File(repo / "features/frozen.h5", "r") as f:
+        assert f["train/level0"].shape == (5 * 24, 384, 4, 4) and f["val/level0"].shape == (8, 384, 4, 4)
+    log = _run(dvc + ["exp", "run", *cache, "-S", "seed=1", "evaluate"], repo, env)
+    assert "Running stage 'frozen'" not in log and "Running stage 'knn'" not in log and "Running stage 'train'" in log
     _run(dvc + ["exp", "run", "-S", "model.backbone=dinov2_vits14", "-S", "data.res=28", "evaluate"], repo, env)
     _assert_scores_are_the_predictions(repo, 8)
 

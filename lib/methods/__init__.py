@@ -31,7 +31,9 @@ name when asked for (`get`), holds the code:
 - optionally from_arch(arch) (for a network of its own, whose arch kind is
   the method's name), param_groups(model, p) (the optimiser's groups, where
   they differ from "everything that trains, at train.lr"), and, where its
-  row says so, neighbours(model, images, p, device) (the knn stage's table).
+  row says so, neighbours(model, images, p, device, frozen) (the knn stage's table); where its row keeps
+  the backbone frozen, frozen_sources(prepared, p) (what the frozen stage caches the trunk's features of,
+  {"train": ..., "val": ...}), and train_one_epoch takes that cache as `frozen`.
 
 Adding a method: its module here and its row in METHODS (plus its params
 section, if any, in params.yaml and the train stage's params in dvc.yaml).
@@ -115,6 +117,13 @@ def build(p, in_chans=3):
 def frozen(p):
     """Whether the run trains nothing of its backbone."""
     return p.model.freeze or spec(p.method).frozen
+
+
+def cached(p):
+    """Whether the run reads the frozen stage's cache of its backbone's features instead of running the
+    backbone: a method whose rule keeps the backbone frozen (its row's `frozen`; model.freeze alone does
+    not: PiCIE's views are new every step), where frozen.cache says so."""
+    return spec(p.method).frozen and p.frozen.cache
 
 
 def train_one_epoch(model, images, optimizer, p, g, device, epoch, **context):

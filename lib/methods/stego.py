@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lib.data.base import IGNORE
-from lib.distributed import own_rows
+from lib.distributed import own_rows, rows
 from lib.errors import DataError, ParamsError
 from lib.features import to_tensor
 from lib.loop import run_batches, use_amp
@@ -80,7 +80,17 @@ class StegoNet(nn.Module):
     def features(self, x):
         """f (B, D, h, w): the frozen features."""
         self.net.eval()
-        return self.net.trunk(x)[0] if self.vit else self.net(x)
+        return self.features_from(self.net.trunk(x))
+
+    @torch.no_grad()
+    def features_from(self, levels):
+        """f from the frozen trunk's levels (its own, or the frozen stage's cache of them): a vision
+        transformer's patch tokens, or the levels fused by the FPN as initialised, L2-normalised."""
+        return levels[0] if self.vit else F.normalize(self.net.fpn(levels), dim=1)
+
+    def forward_levels(self, levels):
+        """forward() of an image whose trunk levels are given (the dump, from the cache)."""
+        return cluster_scores(F.normalize(self.code(self.features_from(levels)), dim=1), self.clusters)
 
     def code(self, f):
         f = self.dropout(f)
@@ -186,9 +196,11 @@ class FiveCrops:
         return None if self.labels is None else np.stack([self._crop(self.labels, c) for c in ids])
 
 
-def train_one_epoch(model, images, optimizer, p, g, device, epoch, labels=None, neighbours=None):
+def train_one_epoch(model, images, optimizer, p, g, device, epoch, labels=None, neighbours=None, frozen=None):
     """One STEGO epoch over the five crops of the training images. `neighbours`: (5N, stego.knn) crop ids,
-    the knn stage's nearest neighbours of each crop; `labels`: the training labels, for the linear probe."""
+    the knn stage's nearest neighbours of each crop; `labels`: the training labels, for the linear probe;
+    `frozen`: the frozen stage's cache of the crops' trunk levels (lib/frozen.Cache), read instead of
+    running the trunk (None: the trunk runs on every step, as STEGO's code does)."""
     t0 = time.perf_counter()
     amp = use_amp(p, device)
     crops = FiveCrops(images, p.stego.crop_ratio, labels)
@@ -202,15 +214,26 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch, labels=None, 
             partner = neighbours[ids, pick]
         else:  # a random crop
             partner = torch.randint(len(crops), (len(ids),), generator=g).numpy()
+        lab = crops.crop_labels(ids)
+        lab = None if lab is None else torch.from_numpy(lab).to(device)
+        if frozen is not None:  # the cached trunk levels of the crops and their partners
+            return frozen.levels(ids, device), frozen.levels(partner, device), lab
         x = resize(to_tensor(crops[ids], device), p.data.res)
         x_pair = resize(to_tensor(crops[partner], device), p.data.res)
-        lab = crops.crop_labels(ids)
-        return x, x_pair, None if lab is None else torch.from_numpy(lab).to(device)
+        return x, x_pair, lab
 
     def step(batch, times):
-        x, x_pair, lab = own_rows(*batch)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-            f, f_pair = model.features(x), model.features(x_pair)
+        x, x_pair, lab = batch
+        if frozen is not None:
+            x, x_pair = ([t[rows(len(t))] for t in levels] for levels in (x, x_pair))
+            lab = own_rows(lab)[0]
+        else:
+            x, x_pair, lab = own_rows(x, x_pair, lab)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            if frozen is not None:
+                f, f_pair = model.features_from(x), model.features_from(x_pair)
+            else:
+                f, f_pair = model.features(x), model.features(x_pair)
             s, s_pair = model.code(f), model.code(f_pair)
         f, f_pair, s, s_pair = (t.float() for t in (f, f_pair, s, s_pair))
         distill, parts = stego_loss(f, s, f_pair, s_pair, p, g)
@@ -228,18 +251,27 @@ def param_groups(model, p):
     return [{"params": head}, {"params": probes, "lr": p.stego.probe_lr}]
 
 
+def frozen_sources(prepared, p):
+    """What the frozen stage caches the trunk's levels of: the five crops of the training images (in crop
+    order, as train_one_epoch and neighbours read them) and the validation images."""
+    return {"train": FiveCrops(prepared.images("train"), p.stego.crop_ratio), "val": prepared.images("val")}
+
+
 @torch.no_grad()
-def neighbours(model, images, p, device):
+def neighbours(model, images, p, device, frozen=None):
     """(5N, stego.knn) crop ids: each five-crop's nearest other crops by the backbone's global feature (its
     deepest level, mean-pooled and L2-normalised, as STEGO's: what an ImageNet classifier would read). The
-    knn stage computes them once; they depend on the data, the backbone and its weights, not on the seed."""
+    knn stage computes them once, from the frozen stage's cache of the crops' trunk levels where there is
+    one (`frozen`); they depend on the data, the backbone and its weights, not on the seed."""
     crops = FiveCrops(images, p.stego.crop_ratio)
     model.eval()
     glob = []
     bs = p.runtime.inference_batch
     for i in range(0, len(crops), bs):
-        x = resize(to_tensor(crops[np.arange(i, min(i + bs, len(crops)))], device), p.data.res)
-        glob.append(F.normalize(model.net.trunk(x)[-1].float().mean(dim=(2, 3)), dim=1).cpu())
+        ids = np.arange(i, min(i + bs, len(crops)))
+        deepest = frozen.levels(ids, device)[-1] if frozen is not None else \
+            model.net.trunk(resize(to_tensor(crops[ids], device), p.data.res))[-1]
+        glob.append(F.normalize(deepest.float().mean(dim=(2, 3)), dim=1).cpu())
     glob = torch.cat(glob)
     k = min(p.stego.knn, len(glob) - 1)
     out = []

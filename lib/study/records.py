@@ -23,7 +23,8 @@ NOT_IDENTIFYING = ("seed", "data.seed")
 # (each one's test shows that value changes nothing): a record without the key ran with that value.
 PREDATED = {"loss.temperature": 1.0, "aug.hue": 0.1, "cluster.restarts": 1, "iic.heads": "sum",
             "cluster.head_fit": 0, "train.nproc": 1, "train.amp_cpu": False, "data.imbalance": 1,
-            "model.freeze": False, "eval.flip": False, "eval.crf": False}
+            "model.freeze": False, "eval.flip": False, "eval.crf": False,
+            "frozen.cache": False, "frozen.dtype": "float16"}  # the trunk recomputed every step
 # A method's own params section (stego.*, added after runs were recorded) changes no other method's run,
 # and the CRF's settings change nothing while eval.crf is off: a record made before one of their keys
 # existed ran with whatever value it has today (from params.yaml, not restated here). PREDATED's explicit
