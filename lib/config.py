@@ -140,7 +140,7 @@ def schema():
             raise ValueError(f"'{clash[0]}' is declared twice, differently")
         full.update(own)
         positive |= {f"{section}.{key}" for key in pos}
-        non_negative |= {key for key, spec in own.items() if spec in (int, float)}
+        non_negative |= {key for key, spec in own.items() if spec in (int, float, (AUTO, int), (AUTO, float))}
     return full, positive, non_negative - positive
 
 
@@ -294,6 +294,9 @@ def _resolve_auto(flat, own_data, source):
             flat[key] = method.train.get(name, getattr(proto, name))
     if flat["runtime.inference_batch"] == AUTO:
         flat["runtime.inference_batch"] = flat["train.batch_size"]
+    for row in methods.METHODS.values():  # every method's section, in use or not, as every one is validated
+        if row.resolve:
+            row.resolve(flat)
     own = method.classifier  # what the method is scored by: its row says
     if flat["model.classifier"] == AUTO:
         flat["model.classifier"] = own

@@ -186,3 +186,33 @@ def test_training_without_the_knn_stages_neighbours_says_what_to_run(tmp_path):
                                         r"run `dvc repro knn`"):
         methods.train_one_epoch(model, images, opt, p, torch.Generator(), torch.device("cpu"), 0, labels=None,
                                 neighbours=np.zeros((0, 0), dtype=np.int32))
+
+
+@pytest.mark.parametrize("name, backbone, block", [
+    ("textures", "efficientnet_lite0", "IAROA vit small 1/31/22"), ("folder", "dino_vits8", "IAROA vit small 1/31/22"),
+    ("cocostuff27", "dino_vits8", "Cocostuff27 vit small 1/31/22"), ("cocostuff15", "dinov2_vits14",
+                                                                      "Cocostuff27 vit small 1/31/22"),
+    ("cocostuff27", "dino_vitb8", "Cocostuff27 10/3 vit_base"), ("cityscapes27", "dino_vitb8", "Cityscapes 10/3"),
+    ("potsdam", "dino_vits8", "Potsdam vit small"), ("potsdam3", "dino_vits16", "Potsdam vit small")])
+def test_the_loss_settings_are_stegos_block_for_the_data_set_and_backbone(tmp_path, name, backbone, block):
+    """`auto` takes the block of STEGO's configuration for the data set and backbone; one that it has no block
+    for, the block it leaves active; a number given is kept."""
+    from lib.methods.stego_settings import BLOCKS, KEYS
+
+    root = {} if name in ("textures",) else {"data.root": str(tmp_path)}
+    if name == "folder":
+        (tmp_path / "images").mkdir()
+        root["cluster.k"] = 4
+    p, _ = tiny_params(tmp_path, **{"method": "stego", "data.name": name, "model.backbone": backbone,
+                                    "model.weights": "", **root})
+    assert tuple(getattr(p.stego, key) for key in KEYS) == BLOCKS[block]
+    mine, _ = tiny_params(tmp_path, **{"data.name": name, "model.backbone": backbone, "model.weights": "", **root,
+                                       "stego.rand_shift": 0.3})
+    assert mine.stego.rand_shift == 0.3 and mine.stego.self_weight == BLOCKS[block][0]
+
+
+def test_a_negative_loss_setting_is_refused_by_name(tmp_path):
+    from lib.errors import ParamsError
+
+    with pytest.raises(ParamsError, match="'stego.knn_weight' must be 0 or more, got -1"):
+        tiny_params(tmp_path, **{"stego.knn_weight": -1.0})

@@ -418,3 +418,18 @@ def test_a_runtime_setting_is_refused_as_a_configuration_with_where_it_goes(tmp_
             study_stage.main(**{**args, option: value})
     with pytest.raises(typer.BadParameter, match="--only: 'seed=3' is not a `key=value` setting"):
         study_stage.main(**{**args, "only": "seed=3"})
+
+
+def test_stegos_loss_settings_as_numbers_and_as_auto_are_one_configuration(tmp_path):
+    """Records made when params.yaml gave STEGO's loss settings as numbers (the block `auto` takes on the
+    embedded data) are today's `method=stego` runs; another data set's block is another configuration."""
+    from lib.methods.stego_settings import BLOCKS, KEYS
+
+    text = (ROOT / "params.yaml").read_text()
+    today = effective_params(text, ["method=stego"])
+    numbers = [f"stego.{k}={v}" for k, v in zip(KEYS, BLOCKS["IAROA vit small 1/31/22"])]
+    assert digest(effective_params(text, ["method=stego", *numbers])) == digest(today)
+    assert today["stego.rand_shift"] == 0.46
+    coco = effective_params(text, ["method=stego", "data.name=cocostuff27", "data.root=/x"])
+    assert coco["stego.rand_shift"] == 0.66 and digest(coco) != digest(effective_params(
+        text, ["method=stego", "data.name=cocostuff27", "data.root=/x", "stego.rand_shift=0.46"]))

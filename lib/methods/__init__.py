@@ -40,8 +40,10 @@ section, if any, in params.yaml and the train stage's params in dvc.yaml).
 """
 import importlib
 from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 from lib.errors import ParamsError
+from lib.methods import stego_settings
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class Method:
     frozen: bool = False  # its rule: the backbone is never trained (whatever model.freeze says)
     neighbours: bool = False  # it pairs images with their nearest neighbours, which the knn stage computes
     outputs: str = "features"  # what its network gives: features | probabilities | cosines (lib/scoring.py)
+    # resolve(flat) replaces the `auto` values of its own section that depend on the data or the backbone
+    resolve: Optional[Callable] = None
 
 
 METHODS = {
@@ -74,9 +78,9 @@ METHODS = {
     "stego": Method("STEGO", "argmax", train=dict(lr=5e-4, batch_size=16), frozen=True, neighbours=True,
                     outputs="cosines",
                     params={"dim": int, "knn": int, "pairs": ("knn", "random"), "crop_ratio": float, "samples": int,
-                            "negatives": int, "self_weight": float, "self_shift": float, "knn_weight": float,
-                            "knn_shift": float, "rand_weight": float, "rand_shift": float, "probe_lr": float,
-                            "stabilize": bool},
+                            "negatives": int, "probe_lr": float, "stabilize": bool,
+                            **{key: ("auto", float) for key in stego_settings.KEYS}},
+                    resolve=stego_settings.resolve,
                     positive=("dim", "knn", "crop_ratio", "samples", "negatives", "probe_lr"),
                     fractions=("crop_ratio",)),
 }

@@ -41,8 +41,14 @@ def identifying(flat):
 def effective_params(params_text, settings):
     """The flat params a run of `settings` (-S key=value, values read as YAML, as DVC does) on top of
     params.yaml's text trains with, less those that do not identify it: what identifies a configuration,
-    whatever it is called (a tuned candidate today is `defaults` once params.yaml adopts it)."""
-    return identifying(flatten(apply_settings(yaml.safe_load(params_text), settings)))
+    whatever it is called (a tuned candidate today is `defaults` once params.yaml adopts it). A method's
+    own `auto` values that follow from the data and the backbone (STEGO's loss settings) are resolved:
+    they were numbers in params.yaml before they were `auto`, and the same numbers are the same run."""
+    flat = flatten(apply_settings(yaml.safe_load(params_text), settings))
+    for row in methods.METHODS.values():
+        if row.resolve:
+            row.resolve(flat)
+    return identifying(flat)
 
 
 def digest(flat):
