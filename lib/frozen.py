@@ -12,7 +12,7 @@ nothing a seed, a head or a loss setting changes: every such run re-uses it.
     /val/level{i}     (N_val, C_i, h_i, w_i)
 
 float16 halves the disk and the reading; its rounding (a relative 2^-11) is what the cached features
-differ by from recomputed ones, besides the last bits a batch of another size moves (docs/method.md).
+differ by from recomputed ones, besides the last bits a batch of another size moves (docs/pipeline.md).
 """
 import shutil
 from pathlib import Path

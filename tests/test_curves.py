@@ -69,8 +69,8 @@ def _train(params, tmp_path, name, **overrides):
     run = tmp_path / name
     train_stage.main(data=str(data), out=str(run / "model.pt"), metrics=str(run / "train.json"),
                      live_dir=str(run / "live"), epoch_times=str(run / "times.tsv"),
-                     checkpoint=str(run / "ckpt.pt"), neighbours=str(run / "knn.npy"), params=str(ppath),
-                     dvc_yaml=str(ROOT / "dvc.yaml"))
+                     checkpoint=str(run / "ckpt.pt"), neighbours=str(run / "knn.npy"),
+                     frozen_features=str(run / "frozen.h5"), params=str(ppath), dvc_yaml=str(ROOT / "dvc.yaml"))
     return run
 
 

@@ -129,7 +129,8 @@ def _stage(folder, prepared, **overrides):
     cmd = [sys.executable, "-m", "stages.train", "--data", str(prepared), "--out", str(folder / "model.pt"),
            "--metrics", str(folder / "train.json"), "--live-dir", str(folder / "live"),
            "--epoch-times", str(folder / "times.tsv"), "--checkpoint", str(folder / "ckpt.pt"),
-           "--neighbours", str(folder / "knn.npy"), "--params", str(path)]
+           "--neighbours", str(folder / "knn.npy"), "--frozen-features", str(folder / "frozen.h5"),
+           "--params", str(path)]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -239,7 +240,7 @@ def test_two_torchrun_nodes_on_one_machine_complete_a_run(tmp_path):
              "--data", str(prepared), "--out", str(tmp_path / "model.pt"), "--metrics", str(tmp_path / "train.json"),
              "--live-dir", str(tmp_path / "live"), "--epoch-times", str(tmp_path / "times.tsv"),
              "--checkpoint", str(tmp_path / "ckpt.pt"), "--neighbours", str(tmp_path / "knn.npy"),
-             "--params", str(path)],
+             "--frozen-features", str(tmp_path / "frozen.h5"), "--params", str(path)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
         outs = [node.communicate(timeout=300) for node in nodes]
         if not any("connection to the C10d store has failed" in err for _, err in outs):

@@ -28,7 +28,8 @@ def _paths(tmp_path, ppath, dvc_yaml=ROOT / "dvc.yaml"):
     return dict(data=str(tmp_path / "prepared"), out=str(tmp_path / "model.pt"),
                 metrics=str(tmp_path / "train.json"), live_dir=str(tmp_path / "live"),
                 epoch_times=str(tmp_path / "times.tsv"), neighbours=str(tmp_path / "knn.npy"),
-                checkpoint=str(tmp_path / "ckpt.pt"), params=str(ppath), dvc_yaml=str(dvc_yaml))
+                frozen_features=str(tmp_path / "frozen.h5"), checkpoint=str(tmp_path / "ckpt.pt"), params=str(ppath),
+                dvc_yaml=str(dvc_yaml))
 
 
 def _interrupted_run(params, tmp_path, monkeypatch, dvc_yaml=ROOT / "dvc.yaml", **overrides):
