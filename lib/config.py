@@ -294,9 +294,7 @@ def _resolve_auto(flat, own_data, source):
             flat[key] = method.train.get(name, getattr(proto, name))
     if flat["runtime.inference_batch"] == AUTO:
         flat["runtime.inference_batch"] = flat["train.batch_size"]
-    for row in methods.METHODS.values():  # every method's section, in use or not, as every one is validated
-        if row.resolve:
-            row.resolve(flat)
+    methods.resolve_auto(flat)
     own = method.classifier  # what the method is scored by: its row says
     if flat["model.classifier"] == AUTO:
         flat["model.classifier"] = own

@@ -28,7 +28,6 @@ from lib.io import atomic_path
 from lib.transforms import resize
 
 IN_MEMORY_BYTES = 4 << 30  # a cache up to this size is read into memory whole; a larger one from disk
-SPLITS = ("train", "val")
 
 
 @torch.no_grad()
@@ -95,9 +94,6 @@ class Cache:
             nbytes = sum(d.size * d.dtype.itemsize for d in data)
             self.arrays = [d[:] for d in data] if nbytes <= IN_MEMORY_BYTES else None
         self.split, self.n, self.file = split, n, None
-
-    def __len__(self):
-        return len((self.arrays or self._open())[0])
 
     def _open(self):
         if self.file is None:

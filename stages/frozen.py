@@ -22,14 +22,10 @@ def main(data: str = REQUIRED, out: str = REQUIRED, params: str = "params.yaml")
         why = "frozen.cache is off" if methods.spec(p.method).frozen else f"method {p.method} trains its backbone"
         print(f"{why}: nothing cached -> {out}")
         return
-    import torch
-
     from lib.frozen import write
 
     s = setup(params, data)
-    # not the run's seed, which the stage does not list: only the trunk's (loaded) weights are cached
-    torch.manual_seed(0)
-    net = methods.build(s.p, s.prepared.channels).net.to(s.device)
+    net = methods.build_unseeded(s.p, s.prepared.channels).net.to(s.device)  # the frozen trunk, cached
     sources = methods.get(p.method).frozen_sources(s.prepared, p)  # what the method trains and is scored on
     need = write(out, net, sources, p.data.res, p.runtime.inference_batch, s.device, p.frozen.dtype)
     print(f"{need / 2 ** 20:.1f} MiB of frozen features -> {out}")

@@ -26,15 +26,10 @@ def main(data: str = REQUIRED, frozen_features: str = REQUIRED, out: str = REQUI
 
 
 def _compute(params, data, frozen_features):
-    import torch
-
     from lib.frozen import Cache
 
     s = setup(params, data)
-    # not the run's seed, which the stage does not list: a random-init trunk is the same for every seed
-    # (the head is built but not used: only the trunk's weights count)
-    torch.manual_seed(0)
-    model = methods.build(s.p, s.prepared.channels).to(s.device)
+    model = methods.build_unseeded(s.p, s.prepared.channels).to(s.device)  # (its head is built, not used)
     cache = Cache(frozen_features, "train") if methods.cached(s.p) else None  # the trunk's levels, computed once
     return methods.get(s.p.method).neighbours(model, s.prepared.images("train"), s.p, s.device, cache)
 

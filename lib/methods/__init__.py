@@ -118,6 +118,24 @@ def build(p, in_chans=3):
     return channels_last(freeze(net) if frozen(p) else net)
 
 
+def resolve_auto(flat):
+    """Each method's `auto` values that follow from the data and the backbone (its row's `resolve`), in flat
+    params: every method's section, in use or not, as every one is validated."""
+    for row in METHODS.values():
+        if row.resolve:
+            row.resolve(flat)
+    return flat
+
+
+def build_unseeded(p, in_chans=3):
+    """The run's network for a stage that does not list the seed (knn, frozen), built from seed 0: a
+    random-init trunk is then the same for every seed, and only the frozen trunk's weights count there."""
+    import torch
+
+    torch.manual_seed(0)
+    return build(p, in_chans)
+
+
 def frozen(p):
     """Whether the run trains nothing of its backbone."""
     return p.model.freeze or spec(p.method).frozen

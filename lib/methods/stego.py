@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lib.data.base import IGNORE
-from lib.distributed import own_rows, rows
+from lib.distributed import own_rows
 from lib.errors import DataError, ParamsError
 from lib.features import to_tensor
 from lib.loop import run_batches, use_amp
@@ -90,7 +90,11 @@ class StegoNet(nn.Module):
 
     def forward_levels(self, levels):
         """forward() of an image whose trunk levels are given (the dump, from the cache)."""
-        return cluster_scores(F.normalize(self.code(self.features_from(levels)), dim=1), self.clusters)
+        return self.scores(self.features_from(levels))
+
+    def scores(self, f):
+        """The cluster probe's cosines of the codes of frozen features f."""
+        return cluster_scores(F.normalize(self.code(f), dim=1), self.clusters)
 
     def code(self, f):
         f = self.dropout(f)
@@ -102,7 +106,7 @@ class StegoNet(nn.Module):
 
     def forward(self, x, normalize=True):
         """The cluster probe's cosine of each pixel's code to each centroid (B, K, h, w)."""
-        return cluster_scores(self.embed(x), self.clusters)
+        return self.scores(self.features(x))
 
 
 def cluster_scores(code, clusters):
@@ -222,18 +226,15 @@ def train_one_epoch(model, images, optimizer, p, g, device, epoch, labels=None, 
         x_pair = resize(to_tensor(crops[partner], device), p.data.res)
         return x, x_pair, lab
 
+    features = model.features if frozen is None else model.features_from  # of images, or of cached levels
+
+    def own(t):  # this process's rows of a batch's tensor, or of each of its cached levels
+        return [own(level) for level in t] if isinstance(t, list) else own_rows(t)[0]
+
     def step(batch, times):
-        x, x_pair, lab = batch
-        if frozen is not None:
-            x, x_pair = ([t[rows(len(t))] for t in levels] for levels in (x, x_pair))
-            lab = own_rows(lab)[0]
-        else:
-            x, x_pair, lab = own_rows(x, x_pair, lab)
+        x, x_pair, lab = (own(t) for t in batch)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            if frozen is not None:
-                f, f_pair = model.features_from(x), model.features_from(x_pair)
-            else:
-                f, f_pair = model.features(x), model.features(x_pair)
+            f, f_pair = features(x), features(x_pair)
             s, s_pair = model.code(f), model.code(f_pair)
         f, f_pair, s, s_pair = (t.float() for t in (f, f_pair, s, s_pair))
         distill, parts = stego_loss(f, s, f_pair, s_pair, p, g)
@@ -290,4 +291,4 @@ def describe(params):
             f"{s['crop_ratio']}; each crop paired with itself (weight {s['self_weight']}, shift "
             f"{s['self_shift']}), with {pairs} ({s['knn_weight']}, {s['knn_shift']}) and with {s['negatives']} "
             f"random others ({s['rand_weight']}, {s['rand_shift']}); the codes' correlations clamped to "
-            f"{'[0, 0.8]' if s.get('stabilize', True) else '0 and above'}; scored by its cluster probe (K `{k}`)"]
+            f"{'[0, 0.8]' if s['stabilize'] else '0 and above'}; scored by its cluster probe (K `{k}`)"]

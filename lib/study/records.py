@@ -44,11 +44,7 @@ def effective_params(params_text, settings):
     whatever it is called (a tuned candidate today is `defaults` once params.yaml adopts it). A method's
     own `auto` values that follow from the data and the backbone (STEGO's loss settings) are resolved:
     they were numbers in params.yaml before they were `auto`, and the same numbers are the same run."""
-    flat = flatten(apply_settings(yaml.safe_load(params_text), settings))
-    for row in methods.METHODS.values():
-        if row.resolve:
-            row.resolve(flat)
-    return identifying(flat)
+    return identifying(methods.resolve_auto(flatten(apply_settings(yaml.safe_load(params_text), settings))))
 
 
 def digest(flat):
